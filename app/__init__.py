@@ -1,0 +1,1 @@
+"""Tenantry: an open control plane for backup and disaster-recovery service providers."""

@@ -1,0 +1,1 @@
+"""Authorization: the seed matrices as data, one engine, named rules, row scope."""

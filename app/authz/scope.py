@@ -1,0 +1,54 @@
+"""Row scope: which rows of the tree a principal may see, always as SQL filters (Q objects).
+
+`org_q(p, path)` narrows any queryset to rows whose organization (reached through `path`) is
+inside the principal's tree. An object outside scope is simply not found.
+"""
+
+from __future__ import annotations
+
+from tortoise.expressions import Q
+
+from app.authz.principal import Principal
+from app.models.tenancy import OrgKind
+
+
+def _field(path: str, name: str) -> str:
+    return f"{path}__{name}" if path else name
+
+
+def _org_id(path: str) -> str:
+    return f"{path}_id" if path else "id"
+
+
+def org_q(p: Principal, path: str = "") -> Q:
+    """Organizations the principal may see. `path` is the relation to an Organization."""
+    if p.company_ids is not None:
+        return Q(**{f"{_org_id(path)}__in": list(p.company_ids)})
+    if p.organization_kind is OrgKind.PROVIDER:
+        return Q()
+    if p.organization_kind is OrgKind.RESELLER:
+        return Q(**{_org_id(path): p.organization_id}) | Q(
+            **{_field(path, "parent_id"): p.organization_id}
+        )
+    return Q(**{_org_id(path): p.organization_id})
+
+
+def company_q(p: Principal, path: str = "") -> Q:
+    return org_q(p, path) & Q(**{_field(path, "kind"): OrgKind.COMPANY.value})
+
+
+def location_q(p: Principal, path: str = "") -> Q:
+    """Locations in scope; `path` is the relation to a Location ("" for Location itself)."""
+    q = company_q(p, _field(path, "company") if path else "company")
+    if p.location_ids is not None:
+        q &= Q(**{f"{_org_id(path)}__in": list(p.location_ids)})
+    return q
+
+
+def user_q(p: Principal) -> Q:
+    """Users in scope. A location-scoped principal sees only users limited to locations of
+    their own (never a wider user); everyone else sees users of the organizations in scope."""
+    q = org_q(p, "organization")
+    if p.location_ids is not None:
+        q &= Q(scope_restricted=True) & Q(scope_locations__id__in=list(p.location_ids))
+    return q

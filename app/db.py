@@ -1,0 +1,61 @@
+"""Tortoise configuration and lifecycle. One config for the API, the CLI, workers and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+
+from app.settings import Settings, get_settings
+
+MODEL_MODULES = ["app.models"]
+
+
+def connection_label(database_url: str) -> str:
+    # STACK-NOTES: one process-wide SQL cache per label; each backend gets its own label.
+    return "sqlite" if database_url.startswith("sqlite") else "postgres"
+
+
+def tortoise_config(settings: Settings | None = None, database_url: str | None = None) -> dict[str, Any]:
+    settings = settings or get_settings()
+    url = database_url or settings.database_url
+    if url.startswith("sqlite://") and not url.startswith("sqlite://:memory:"):
+        Path(url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    label = connection_label(url)
+    return {
+        "connections": {label: url},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": label,
+                "migrations": "app.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# Used by the `tortoise` command line: `tortoise -c app.db.TORTOISE_ORM makemigrations`.
+TORTOISE_ORM = tortoise_config()
+
+
+async def migrate(settings: Settings | None = None) -> None:
+    """Apply the committed migrations (both backends)."""
+    from tortoise.migrations.api import migrate as run_migrations
+
+    await run_migrations(config=tortoise_config(settings))
+    await Tortoise.close_connections()
+
+
+async def init(settings: Settings | None = None) -> None:
+    await Tortoise.init(config=tortoise_config(settings), _enable_global_fallback=True)
+
+
+async def close() -> None:
+    await Tortoise.close_connections()
+
+
+def connection_name(settings: Settings | None = None) -> str:
+    return connection_label((settings or get_settings()).database_url)

@@ -1,0 +1,70 @@
+"""The schema: the domain packages' Query and Mutation types merged, with the limits and the
+error shaping every request goes through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.tools import merge_types
+
+from app.graphql.audit.queries import AuditQuery
+from app.graphql.authz.queries import AuthzQuery
+from app.graphql.common import Node, resolve_node
+from app.graphql.context import Context
+from app.graphql.errors import ErrorCodes
+from app.graphql.identity.mutations import IdentityMutation
+from app.graphql.identity.queries import IdentityQuery
+from app.graphql.identity.types import UserType
+from app.graphql.permissions import authenticated
+from app.graphql.tenancy.mutations import TenancyMutation
+from app.graphql.tenancy.queries import TenancyQuery
+from app.graphql.tenancy.types import CompanyType, LocationType, ResellerType
+from app.settings import get_settings
+
+
+@strawberry.type
+class NodeQuery:
+    @strawberry.field(
+        extensions=authenticated(),
+        description="Any object by its global id; NOT_FOUND when outside your scope.",
+    )
+    async def node(self, info: strawberry.Info[Context, Any], id: strawberry.ID) -> Node:
+        return await resolve_node(info, id)
+
+
+Query = merge_types("Query", (NodeQuery, AuthzQuery, IdentityQuery, TenancyQuery, AuditQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, TenancyMutation))
+
+
+class TenantrySchema(strawberry.Schema):
+    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+        # Expected errors are part of the API; unexpected ones are logged by ErrorCodes.
+        return None
+
+
+def build_schema() -> strawberry.Schema:
+    settings = get_settings()
+    return TenantrySchema(
+        query=Query,
+        mutation=Mutation,
+        types=[CompanyType, ResellerType, LocationType, UserType],
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+            lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+            ErrorCodes,
+        ],
+    )
+
+
+schema = build_schema()

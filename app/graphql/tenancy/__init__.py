@@ -1,0 +1,1 @@
+"""Resellers, companies and locations."""

@@ -1,0 +1,165 @@
+"""GraphQL types of the tenant tree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from app.authz import engine, scope
+from app.authz.capabilities import COMPANIES, LOCATIONS, RESELLERS, USERS
+from app.authz.matrix import Action
+from app.authz.principal import Target
+from app.graphql.common import Node, principal
+from app.graphql.context import Context
+from app.graphql.ids import to_global_id
+from app.graphql.pagination import Connection, paginate
+from app.graphql.permissions import guard
+from app.models import Location, Organization
+from app.services.tenancy import location_target, org_target
+
+if TYPE_CHECKING:
+    from app.graphql.identity.types import UserType
+
+Info = strawberry.Info[Context, Any]
+
+
+def _can(info: Info, capability, action: Action, target) -> bool:  # type: ignore[no-untyped-def]
+    if info.context.bypass_authorization:
+        return True
+    return engine.can(principal(info), capability, action, target)
+
+
+@strawberry.type(name="Location")
+class LocationType(Node):
+    _row: strawberry.Private[Location]
+    id: strawberry.ID
+    name: str
+    is_default: bool
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Location) -> LocationType:
+        return cls(
+            _row=row,
+            id=strawberry.ID(to_global_id("Location", row.id)),
+            name=row.name,
+            is_default=row.is_default,
+            created_at=row.created_at,
+        )
+
+    @strawberry.field(extensions=guard(COMPANIES, Action.READ))
+    async def company(self, info: Info) -> Annotated[CompanyType, strawberry.lazy("app.graphql.tenancy.types")] | None:
+        org = await info.context.loaders.organization.load(self._row.company_id)  # type: ignore[attr-defined]
+        return CompanyType.from_row(org) if org else None
+
+    @strawberry.field
+    def viewer_can_update(self, info: Info) -> bool:
+        return _can(info, LOCATIONS, Action.UPDATE, location_target(self._row))
+
+    @strawberry.field
+    def viewer_can_delete(self, info: Info) -> bool:
+        return not self._row.is_default and _can(
+            info, LOCATIONS, Action.DELETE, location_target(self._row)
+        )
+
+
+@strawberry.type(name="Company")
+class CompanyType(Node):
+    _row: strawberry.Private[Organization]
+    id: strawberry.ID
+    name: str
+    email: str
+    enabled: bool = strawberry.field(description="The company's own switch (see also `active`).")
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Organization) -> CompanyType:
+        return cls(
+            _row=row,
+            id=strawberry.ID(to_global_id("Company", row.id)),
+            name=row.name,
+            email=row.email,
+            enabled=row.enabled,
+            created_at=row.created_at,
+        )
+
+    @strawberry.field(description="The reseller the company belongs to; null when directly under the provider.")
+    async def reseller(self, info: Info) -> Annotated[ResellerType, strawberry.lazy("app.graphql.tenancy.types")] | None:
+        parent = await info.context.loaders.organization.load(self._row.parent_id)  # type: ignore[attr-defined]
+        if parent is None or parent.kind.value != "RESELLER":
+            return None
+        return ResellerType.from_row(parent)
+
+    @strawberry.field(extensions=guard(LOCATIONS, Action.READ), description="Locations in your scope.")
+    async def locations(self, info: Info) -> list[LocationType]:
+        rows = await info.context.loaders.locations_by_company.load(self._row.id)
+        return [LocationType.from_row(r) for r in rows]
+
+    @strawberry.field(extensions=guard(COMPANIES, Action.READ), description="The Company Owner (Department Owner).")
+    async def owner(self, info: Info) -> Annotated[UserType, strawberry.lazy("app.graphql.identity.types")] | None:
+        from app.graphql.identity.types import UserType
+
+        user = await info.context.loaders.owner_by_org.load(self._row.id)
+        return UserType.from_row(user) if user else None
+
+    @strawberry.field
+    def viewer_can_update(self, info: Info) -> bool:
+        return _can(info, COMPANIES, Action.UPDATE, org_target(self._row))
+
+    @strawberry.field
+    def viewer_can_delete(self, info: Info) -> bool:
+        return _can(info, COMPANIES, Action.DELETE, org_target(self._row))
+
+    @strawberry.field
+    def viewer_can_create_location(self, info: Info) -> bool:
+        return _can(info, LOCATIONS, Action.CREATE, Target(kind="location", organization_id=self._row.id))
+
+    @strawberry.field
+    def viewer_can_manage_users(self, info: Info) -> bool:
+        return _can(info, USERS, Action.CREATE, Target(
+            kind="user", organization_id=self._row.id, organization_kind=self._row.kind))
+
+
+@strawberry.type(name="Reseller")
+class ResellerType(Node):
+    _row: strawberry.Private[Organization]
+    id: strawberry.ID
+    name: str
+    email: str
+    enabled: bool
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Organization) -> ResellerType:
+        return cls(
+            _row=row,
+            id=strawberry.ID(to_global_id("Reseller", row.id)),
+            name=row.name,
+            email=row.email,
+            enabled=row.enabled,
+            created_at=row.created_at,
+        )
+
+    @strawberry.field(extensions=guard(COMPANIES, Action.READ))
+    async def companies(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[CompanyType]:
+        query = Organization.filter(scope.company_q(principal(info)), parent_id=self._row.id)
+        return await paginate(query, first, after, CompanyType.from_row)
+
+    @strawberry.field(extensions=guard(RESELLERS, Action.READ), description="The Service Provider Global Administrator.")
+    async def global_administrator(self, info: Info) -> Annotated[UserType, strawberry.lazy("app.graphql.identity.types")] | None:
+        from app.graphql.identity.types import UserType
+
+        user = await info.context.loaders.owner_by_org.load(self._row.id)
+        return UserType.from_row(user) if user else None
+
+    @strawberry.field
+    def viewer_can_update(self, info: Info) -> bool:
+        return _can(info, RESELLERS, Action.UPDATE, org_target(self._row))
+
+    @strawberry.field
+    def viewer_can_delete(self, info: Info) -> bool:
+        return _can(info, RESELLERS, Action.DELETE, org_target(self._row))

@@ -1,0 +1,16 @@
+"""Tortoise models, one module per domain."""
+
+from app.models.audit import AuditEntry
+from app.models.identity import ApiKey, LoginThrottle, SessionToken, User
+from app.models.tenancy import Location, Organization, OrgKind
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Location",
+    "LoginThrottle",
+    "OrgKind",
+    "Organization",
+    "SessionToken",
+    "User",
+]

@@ -1,0 +1,1 @@
+"""Business rules and transactions, one module per domain. No GraphQL here."""

@@ -1,0 +1,137 @@
+"""Environment-driven settings. The defaults give the embedded mode (SQLite file, in-process broker)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+DEMO_PASSWORD = "Tenantry-demo-2026!"  # noqa: S105 - documented demo credential, refused in production
+DEFAULT_SECRET = "tenantry-embedded-insecure-secret"  # noqa: S105
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment describes a configuration that must not start."""
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = "sqlite://data/tenantry.sqlite3"
+    redis_url: str | None = None
+    edition: str = "service_provider"  # or "enterprise"
+    secret_key: str = DEFAULT_SECRET
+    host: str = "127.0.0.1"
+    port: int = 8000
+    session_ttl_seconds: int = 12 * 3600
+    api_key_max_days: int = 365
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_address: int = 20
+    login_window_seconds: int = 900
+    max_body_bytes: int = 1_000_000
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 5_000
+    page_size_default: int = 50
+    page_size_max: int = 500
+    # argon2id cost; tests may lower it through settings, production never does.
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65_536
+    argon2_parallelism: int = 4
+    seed_demo: bool = True
+    demo_password: str = DEMO_PASSWORD
+    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def enterprise(self) -> bool:
+        return self.edition == "enterprise"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def validate(self) -> None:
+        if self.edition not in {"service_provider", "enterprise"}:
+            raise SettingsError(
+                f"TENANTRY_EDITION must be 'service_provider' or 'enterprise', not {self.edition!r}"
+            )
+        if self.is_production:
+            if self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32:
+                raise SettingsError("production needs TENANTRY_SECRET_KEY of 32 characters or more")
+            if self.seed_demo:
+                raise SettingsError("production never seeds demo data (TENANTRY_SEED_DEMO=0)")
+            if self.argon2_time_cost < 2 or self.argon2_memory_cost < 19_456:
+                raise SettingsError("production keeps argon2id at the recommended cost")
+
+
+def load_settings() -> Settings:
+    env = os.environ.get("TENANTRY_ENV", "development")
+    production = env == "production"
+    settings = Settings(
+        env=env,
+        database_url=os.environ.get("DATABASE_URL", Settings.database_url),
+        redis_url=os.environ.get("REDIS_URL") or None,
+        edition=os.environ.get("TENANTRY_EDITION", Settings.edition),
+        secret_key=os.environ.get("TENANTRY_SECRET_KEY", DEFAULT_SECRET),
+        host=os.environ.get("HOST", Settings.host),
+        port=_int("PORT", Settings.port),
+        session_ttl_seconds=_int("TENANTRY_SESSION_TTL", Settings.session_ttl_seconds),
+        login_max_failures_per_account=_int(
+            "TENANTRY_LOGIN_MAX_FAILURES", Settings.login_max_failures_per_account
+        ),
+        login_max_failures_per_address=_int(
+            "TENANTRY_LOGIN_MAX_FAILURES_PER_ADDRESS", Settings.login_max_failures_per_address
+        ),
+        login_window_seconds=_int("TENANTRY_LOGIN_WINDOW", Settings.login_window_seconds),
+        max_body_bytes=_int("TENANTRY_MAX_BODY_BYTES", Settings.max_body_bytes),
+        argon2_time_cost=_int("TENANTRY_ARGON2_TIME_COST", Settings.argon2_time_cost),
+        argon2_memory_cost=_int("TENANTRY_ARGON2_MEMORY_COST", Settings.argon2_memory_cost),
+        argon2_parallelism=_int("TENANTRY_ARGON2_PARALLELISM", Settings.argon2_parallelism),
+        seed_demo=_bool("TENANTRY_SEED_DEMO", not production),
+        demo_password=os.environ.get("TENANTRY_DEMO_PASSWORD", DEMO_PASSWORD),
+    )
+    settings.validate()
+    return settings
+
+
+_override: Settings | None = None
+
+
+@lru_cache(maxsize=1)
+def _cached() -> Settings:
+    return load_settings()
+
+
+def get_settings() -> Settings:
+    """The settings in force: an override (tests) or the environment, read once."""
+    return _override if _override is not None else _cached()
+
+
+def override_settings(settings: Settings | None) -> None:
+    """Tests use this to run with other settings; None goes back to the environment."""
+    global _override
+    _override = settings
+    _cached.cache_clear()
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("TENANTRY_DATA_DIR", "data"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
