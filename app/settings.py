@@ -54,6 +54,8 @@ class Settings:
     seed_demo: bool = True
     demo_password: str = DEMO_PASSWORD
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    # Benchmarks only: serve with field guards bypassed to measure what authorization costs.
+    bench_bypass_authorization: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -77,6 +79,8 @@ class Settings:
                 raise SettingsError("production needs TENANTRY_SECRET_KEY of 32 characters or more")
             if self.seed_demo:
                 raise SettingsError("production never seeds demo data (TENANTRY_SEED_DEMO=0)")
+            if self.bench_bypass_authorization:
+                raise SettingsError("TENANTRY_BENCH_BYPASS_AUTHZ is for benchmarks, never production")
             if self.argon2_time_cost < 2 or self.argon2_memory_cost < 19_456:
                 raise SettingsError("production keeps argon2id at the recommended cost")
 
@@ -106,6 +110,7 @@ def load_settings() -> Settings:
         argon2_parallelism=_int("TENANTRY_ARGON2_PARALLELISM", Settings.argon2_parallelism),
         seed_demo=_bool("TENANTRY_SEED_DEMO", not production),
         demo_password=os.environ.get("TENANTRY_DEMO_PASSWORD", DEMO_PASSWORD),
+        bench_bypass_authorization=_bool("TENANTRY_BENCH_BYPASS_AUTHZ", False),
     )
     settings.validate()
     return settings
