@@ -5,27 +5,64 @@ A kind absent from a portal's mapping is out of reach for that portal's roles.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from app.authz.matrix import Action
 from app.authz.matrix import Functionality as F
 from app.authz.matrix import Portal
+from app.models.tenancy import OrgKind
+
+if TYPE_CHECKING:
+    from app.authz.principal import Principal
+
+ALL_ACTIONS = frozenset(Action)
 
 
 @dataclass(frozen=True)
 class Capability:
+    """An object kind, the functionality that governs it in each portal, the actions the
+    object supports in each portal (a client's "company info" can be read and edited, not
+    created), and the tree's own constraint (only the provider registers resellers)."""
+
     kind: str
     label: str
     functionality: dict[Portal, F]
+    actions: dict[Portal, frozenset[Action]] = field(default_factory=dict)
+    structure: Callable[[Principal, Action], bool] | None = None
 
     def functionality_for(self, portal: Portal) -> F | None:
         return self.functionality.get(portal)
 
+    def supports(self, principal: Principal, action: Action) -> bool:
+        if action not in self.actions.get(principal.portal, ALL_ACTIONS):
+            return False
+        return self.structure is None or self.structure(principal, action)
 
-RESELLERS = Capability("reseller", "resellers", {Portal.RESELLER: F.CLIENT_COMPANIES})
+
+def _resellers_hang_under_the_provider(p: Principal, action: Action) -> bool:
+    # The tree is provider → resellers → companies: registering or removing a reseller is
+    # the provider's business; reseller staff read and edit their own reseller only.
+    if action in {Action.CREATE, Action.DELETE}:
+        return p.organization_kind is OrgKind.PROVIDER and p.company_ids is None
+    return True
+
+
+INFO_ONLY = frozenset({Action.READ, Action.UPDATE})
+
+RESELLERS = Capability(
+    "reseller",
+    "resellers",
+    {Portal.RESELLER: F.CLIENT_COMPANIES},
+    structure=_resellers_hang_under_the_provider,
+)
 COMPANIES = Capability(
     "company",
     "companies",
     {Portal.RESELLER: F.CLIENT_COMPANIES, Portal.CLIENT: F.CONFIGURATION, Portal.ENTERPRISE: F.CONFIGURATION},
+    # Company users keep their company's info; companies are registered by provider/reseller.
+    actions={Portal.CLIENT: INFO_ONLY, Portal.ENTERPRISE: INFO_ONLY},
 )
 LOCATIONS = Capability(
     "location",

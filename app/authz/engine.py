@@ -20,6 +20,8 @@ def _cell(principal: Principal, capability: Capability) -> Cell | None:
 
 
 def allows(principal: Principal, capability: Capability, action: Action) -> bool:
+    if not capability.supports(principal, action):
+        return False
     cell = _cell(principal, capability)
     if cell is None or action not in cell.actions:
         return False
@@ -29,6 +31,8 @@ def allows(principal: Principal, capability: Capability, action: Action) -> bool
 
 
 def can(principal: Principal, capability: Capability, action: Action, target: Target) -> bool:
+    if not capability.supports(principal, action):
+        return False
     cell = _cell(principal, capability)
     if cell is None or action not in cell.actions:
         return False

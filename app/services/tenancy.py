@@ -10,7 +10,7 @@ from app.authz import scope
 from app.authz.capabilities import COMPANIES, LOCATIONS, RESELLERS, Capability
 from app.authz.matrix import Action, load_matrix
 from app.authz.principal import Principal, Target
-from app.errors import BadInput, Conflict, NotFound
+from app.errors import BadInput, Conflict, Forbidden, NotFound
 from app.models import Location, Organization, OrgKind, SessionToken, User
 from app.services.actor import Actor
 from app.services.audit import audited
@@ -85,8 +85,6 @@ async def register_reseller(actor: Actor, name: str, email: str, admin: NewUser)
     p = actor.p
     require(p, RESELLERS, Action.CREATE)
     root = await provider()
-    # Resellers hang under the provider: only principals whose scope holds the provider.
-    await org_in_scope(p, root.id, OrgKind.PROVIDER)
     name = _clean_name(name)
     async with audited(actor, "resellerCreate", "Reseller") as entry:
         await _check_unique_name(root.id, name)
@@ -174,7 +172,7 @@ async def set_organization_enabled(actor: Actor, org_id: int, kind: OrgKind, ena
     org = await org_in_scope(p, org_id, kind)
     require(p, capability_for(org), Action.UPDATE, org_target(org))
     if org.id == p.organization_id:
-        raise BadInput("you cannot disable or enable your own organization", field="id")
+        raise Forbidden("you cannot disable or enable your own organization")
     verb = "Enable" if enabled else "Disable"
     action = ("reseller" if kind is OrgKind.RESELLER else "company") + verb
     async with audited(actor, action, kind.value.title(), org.id, org.id) as entry:
@@ -215,7 +213,7 @@ async def delete_company(actor: Actor, company_id: int) -> int:
     company = await org_in_scope(p, company_id, OrgKind.COMPANY)
     require(p, COMPANIES, Action.DELETE, org_target(company))
     if company.id == p.organization_id:
-        raise BadInput("you cannot remove your own company", field="id")
+        raise Forbidden("you cannot remove your own company")
     parent_id = company.parent_id  # type: ignore[attr-defined]
     async with audited(actor, "companyDelete", "Company", company.id, parent_id) as entry:
         await User.filter(organization_id=company.id).delete()
