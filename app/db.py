@@ -17,7 +17,9 @@ def connection_label(database_url: str) -> str:
     return "sqlite" if database_url.startswith("sqlite") else "postgres"
 
 
-def tortoise_config(settings: Settings | None = None, database_url: str | None = None) -> dict[str, Any]:
+def tortoise_config(
+    settings: Settings | None = None, database_url: str | None = None
+) -> dict[str, Any]:
     settings = settings or get_settings()
     url = database_url or settings.database_url
     if url.startswith("sqlite://") and not url.startswith("sqlite://:memory:"):
@@ -59,3 +61,8 @@ async def close() -> None:
 
 def connection_name(settings: Settings | None = None) -> str:
     return connection_label((settings or get_settings()).database_url)
+
+
+async def column(queryset: Any, field: str) -> list[Any]:
+    """One column as a flat list (Tortoise types `values_list(flat=True)` as tuples)."""
+    return list(await queryset.values_list(field, flat=True))

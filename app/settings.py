@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-DEMO_PASSWORD = "Tenantry-demo-2026!"  # noqa: S105 - documented demo credential, refused in production
-DEFAULT_SECRET = "tenantry-embedded-insecure-secret"  # noqa: S105
+DEMO_PASSWORD = "Tenantry-demo-2026!"
+DEFAULT_SECRET = "tenantry-embedded-insecure-secret"
 
 
 class SettingsError(RuntimeError):
@@ -80,7 +80,9 @@ class Settings:
             if self.seed_demo:
                 raise SettingsError("production never seeds demo data (TENANTRY_SEED_DEMO=0)")
             if self.bench_bypass_authorization:
-                raise SettingsError("TENANTRY_BENCH_BYPASS_AUTHZ is for benchmarks, never production")
+                raise SettingsError(
+                    "TENANTRY_BENCH_BYPASS_AUTHZ is for benchmarks, never production"
+                )
             if self.argon2_time_cost < 2 or self.argon2_memory_cost < 19_456:
                 raise SettingsError("production keeps argon2id at the recommended cost")
 

@@ -1,14 +1,14 @@
 """A small tenant tree with one user for every role of every portal, and their tokens.
 
-    provider "Provider"           — the five Service Provider roles (unrestricted), plus an
-                                    Operator and a User limited to company P1
-    ├── reseller R1               — the five Service Provider roles
-    │   ├── company A1 (locations A1-Default, A1-East) — the six client roles
-    │   │                           (Location roles limited to A1-East)
-    │   └── company A2
-    ├── reseller R2
-    │   └── company B1
-    └── company P1 (direct)
+provider "Provider"           — the five Service Provider roles (unrestricted), plus an
+                                Operator and a User limited to company P1
+├── reseller R1               — the five Service Provider roles
+│   ├── company A1 (locations A1-Default, A1-East) — the six client roles
+│   │                           (Location roles limited to A1-East)
+│   └── company A2
+├── reseller R2
+│   └── company B1
+└── company P1 (direct)
 """
 
 from __future__ import annotations
@@ -91,9 +91,13 @@ async def build_world() -> World:
     w = World()
     w.orgs["Provider"] = await Organization.create(kind=OrgKind.PROVIDER, name="Provider")
     for key, parent in (("R1", "Provider"), ("R2", "Provider")):
-        w.orgs[key] = await Organization.create(kind=OrgKind.RESELLER, name=key, parent=w.orgs[parent])
+        w.orgs[key] = await Organization.create(
+            kind=OrgKind.RESELLER, name=key, parent=w.orgs[parent]
+        )
     for key, parent in (("A1", "R1"), ("A2", "R1"), ("B1", "R2"), ("P1", "Provider")):
-        w.orgs[key] = await Organization.create(kind=OrgKind.COMPANY, name=key, parent=w.orgs[parent])
+        w.orgs[key] = await Organization.create(
+            kind=OrgKind.COMPANY, name=key, parent=w.orgs[parent]
+        )
         w.locations[f"{key}-Default"] = await Location.create(
             company=w.orgs[key], name="Default location", is_default=True
         )
@@ -105,7 +109,13 @@ async def build_world() -> World:
         await add_user(w, "Provider", role, key=f"Provider:{role}:P1", companies=["P1"])
     for org in ("A1", "A2", "B1", "P1"):
         for role in roles_for(OrgKind.COMPANY):
-            scoped = load_matrix().portals[portal_for(OrgKind.COMPANY, get_settings().enterprise)].role(role).scope.value == "locations"
+            scoped = (
+                load_matrix()
+                .portals[portal_for(OrgKind.COMPANY, get_settings().enterprise)]
+                .role(role)
+                .scope.value
+                == "locations"
+            )
             await add_user(
                 w, org, role, locations=[f"{org}-East"] if scoped and org == "A1" else None
             )

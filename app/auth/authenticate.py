@@ -41,9 +41,13 @@ async def build_principal(
         raise Unauthenticated("this account's role does not exist in this edition") from None
     company_ids = location_ids = None
     if user.scope_restricted and role.scope is RoleScope.COMPANIES:
-        company_ids = frozenset(await user.scope_companies.all().values_list("id", flat=True))
+        company_ids = frozenset[int](
+            await user.scope_companies.all().values_list("id", flat=True)  # type: ignore[arg-type]
+        )
     elif user.scope_restricted and role.scope is RoleScope.LOCATIONS:
-        location_ids = frozenset(await user.scope_locations.all().values_list("id", flat=True))
+        location_ids = frozenset[int](
+            await user.scope_locations.all().values_list("id", flat=True)  # type: ignore[arg-type]
+        )
     return Principal(
         user_id=user.id,
         email=user.email,

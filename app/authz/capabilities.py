@@ -9,9 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from app.authz.matrix import Action
+from app.authz.matrix import Action, Portal
 from app.authz.matrix import Functionality as F
-from app.authz.matrix import Portal
 from app.models.tenancy import OrgKind
 
 if TYPE_CHECKING:
@@ -60,19 +59,31 @@ RESELLERS = Capability(
 COMPANIES = Capability(
     "company",
     "companies",
-    {Portal.RESELLER: F.CLIENT_COMPANIES, Portal.CLIENT: F.CONFIGURATION, Portal.ENTERPRISE: F.CONFIGURATION},
+    {
+        Portal.RESELLER: F.CLIENT_COMPANIES,
+        Portal.CLIENT: F.CONFIGURATION,
+        Portal.ENTERPRISE: F.CONFIGURATION,
+    },
     # Company users keep their company's info; companies are registered by provider/reseller.
     actions={Portal.CLIENT: INFO_ONLY, Portal.ENTERPRISE: INFO_ONLY},
 )
 LOCATIONS = Capability(
     "location",
     "locations",
-    {Portal.RESELLER: F.CLIENT_COMPANIES, Portal.CLIENT: F.CONFIGURATION, Portal.ENTERPRISE: F.CONFIGURATION},
+    {
+        Portal.RESELLER: F.CLIENT_COMPANIES,
+        Portal.CLIENT: F.CONFIGURATION,
+        Portal.ENTERPRISE: F.CONFIGURATION,
+    },
 )
 USERS = Capability(
     "user",
     "portal users",
-    {Portal.RESELLER: F.CONFIGURATION, Portal.CLIENT: F.CONFIGURATION, Portal.ENTERPRISE: F.CONFIGURATION},
+    {
+        Portal.RESELLER: F.CONFIGURATION,
+        Portal.CLIENT: F.CONFIGURATION,
+        Portal.ENTERPRISE: F.CONFIGURATION,
+    },
 )
 AUDIT_LOG = Capability("audit_entry", "logs", {Portal.RESELLER: F.LOGS})
 

@@ -71,12 +71,12 @@ def _cell_within(inner: Cell, outer: Cell | None) -> bool:
 
 def role_within(role: Role, principal: Principal) -> bool:
     """True when every cell of `role` grants no more than the principal's own cells."""
-    return all(
-        _cell_within(cell, principal.cell(key)) for key, cell in grants_for(role).items()
-    )
+    return all(_cell_within(cell, principal.cell(key)) for key, cell in grants_for(role).items())
 
 
-def may_assign_role(principal: Principal, role: Role, org_kind: OrgKind, enterprise: bool) -> str | None:
+def may_assign_role(
+    principal: Principal, role: Role, org_kind: OrgKind, enterprise: bool
+) -> str | None:
     """None when the principal may give `role` to a user of an organization of `org_kind`;
     otherwise the reason (for a FORBIDDEN or BAD_USER_INPUT error)."""
     if role.portal is not portal_for(org_kind, enterprise):

@@ -6,10 +6,16 @@ inside the principal's tree. An object outside scope is simply not found.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise.expressions import Q
 
 from app.authz.principal import Principal
 from app.models.tenancy import OrgKind
+
+
+def _q(**filters: Any) -> Q:
+    return Q(**filters)
 
 
 def _field(path: str, name: str) -> str:
@@ -23,25 +29,25 @@ def _org_id(path: str) -> str:
 def org_q(p: Principal, path: str = "") -> Q:
     """Organizations the principal may see. `path` is the relation to an Organization."""
     if p.company_ids is not None:
-        return Q(**{f"{_org_id(path)}__in": list(p.company_ids)})
+        return _q(**{f"{_org_id(path)}__in": list(p.company_ids)})
     if p.organization_kind is OrgKind.PROVIDER:
         return Q()
     if p.organization_kind is OrgKind.RESELLER:
-        return Q(**{_org_id(path): p.organization_id}) | Q(
+        return _q(**{_org_id(path): p.organization_id}) | _q(
             **{_field(path, "parent_id"): p.organization_id}
         )
-    return Q(**{_org_id(path): p.organization_id})
+    return _q(**{_org_id(path): p.organization_id})
 
 
 def company_q(p: Principal, path: str = "") -> Q:
-    return org_q(p, path) & Q(**{_field(path, "kind"): OrgKind.COMPANY.value})
+    return org_q(p, path) & _q(**{_field(path, "kind"): OrgKind.COMPANY.value})
 
 
 def location_q(p: Principal, path: str = "") -> Q:
     """Locations in scope; `path` is the relation to a Location ("" for Location itself)."""
     q = company_q(p, _field(path, "company") if path else "company")
     if p.location_ids is not None:
-        q &= Q(**{f"{_org_id(path)}__in": list(p.location_ids)})
+        q &= _q(**{f"{_org_id(path)}__in": list(p.location_ids)})
     return q
 
 

@@ -30,13 +30,19 @@ class Context:
     def require_principal(self) -> Principal:
         if self.principal is not None:
             return self.principal
-        raise self.auth_error or Unauthenticated("log in first: send 'Authorization: Bearer <token>'")
+        raise self.auth_error or Unauthenticated(
+            "log in first: send 'Authorization: Bearer <token>'"
+        )
 
 
-def bearer_from(conn: HTTPConnection, connection_params: dict[str, Any] | None = None) -> str | None:
+def bearer_from(
+    conn: HTTPConnection, connection_params: dict[str, Any] | None = None
+) -> str | None:
     header = conn.headers.get("authorization", "")
     if not header and connection_params:
-        header = str(connection_params.get("Authorization") or connection_params.get("authorization") or "")
+        header = str(
+            connection_params.get("Authorization") or connection_params.get("authorization") or ""
+        )
     scheme, _, credential = header.partition(" ")
     if scheme.lower() == "bearer" and credential.strip():
         return credential.strip()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from strawberry.extensions.field_extension import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 
 from app.authz import engine
@@ -35,7 +36,7 @@ class Requires(BasePermission):
         return engine.allows(principal, self.capability, self.action)
 
     def on_unauthorized(self) -> None:
-        raise Forbidden(self.message)
+        raise Forbidden(self.message or "forbidden")
 
 
 class Authenticated(BasePermission):
@@ -46,11 +47,11 @@ class Authenticated(BasePermission):
         return True
 
 
-def guard(capability: Capability, action: Action) -> list[PermissionExtension]:
+def guard(capability: Capability, action: Action) -> list[FieldExtension]:
     return [PermissionExtension(permissions=[Requires(capability, action)], use_directives=False)]
 
 
-def authenticated() -> list[PermissionExtension]:
+def authenticated() -> list[FieldExtension]:
     return [PermissionExtension(permissions=[Authenticated()], use_directives=False)]
 
 

@@ -40,8 +40,13 @@ class NodeQuery:
         return await resolve_node(info, id)
 
 
-Query = merge_types("Query", (NodeQuery, AuthzQuery, IdentityQuery, TenancyQuery, AuditQuery))
-Mutation = merge_types("Mutation", (IdentityMutation, TenancyMutation))
+from app.graphql.identity.user_mutations import UserMutation  # noqa: E402
+from app.graphql.identity.user_queries import UserQuery  # noqa: E402
+
+Query = merge_types(
+    "Query", (NodeQuery, AuthzQuery, IdentityQuery, TenancyQuery, AuditQuery, UserQuery)
+)
+Mutation = merge_types("Mutation", (IdentityMutation, TenancyMutation, UserMutation))
 
 
 class TenantrySchema(strawberry.Schema):

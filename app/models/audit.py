@@ -20,7 +20,7 @@ class AuditEntry(Model):
     client_address = fields.CharField(max_length=64, default="")
     request_id = fields.CharField(max_length=64, default="")
     outcome = fields.CharField(max_length=16, default="SUCCESS")
-    details = fields.JSONField(default=dict)
+    details: fields.Field[dict] = fields.JSONField(default=dict)  # type: ignore[assignment]
 
     class Meta:
         table = "audit_log"

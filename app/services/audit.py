@@ -32,14 +32,18 @@ class PendingEntry:
     organization_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
-    def bind(self, object_id: int | str, organization_id: int | None = None, **details: Any) -> None:
+    def bind(
+        self, object_id: int | str, organization_id: int | None = None, **details: Any
+    ) -> None:
         self.object_id = str(object_id)
         if organization_id is not None:
             self.organization_id = organization_id
         self.details.update(details)
 
 
-def _entry(actor: Actor, action: str, object_type: str, pending: PendingEntry, outcome: str) -> AuditEntry:
+def _entry(
+    actor: Actor, action: str, object_type: str, pending: PendingEntry, outcome: str
+) -> AuditEntry:
     p = actor.principal
     return AuditEntry(
         actor_id=p.user_id if p else None,

@@ -9,7 +9,9 @@ from app.authz.principal import Principal, Target
 from app.errors import Forbidden
 
 
-def require(p: Principal, capability: Capability, action: Action, target: Target | None = None) -> None:
+def require(
+    p: Principal, capability: Capability, action: Action, target: Target | None = None
+) -> None:
     allowed = (
         engine.allows(p, capability, action)
         if target is None
@@ -17,6 +19,7 @@ def require(p: Principal, capability: Capability, action: Action, target: Target
     )
     if not allowed:
         what = capability.label
-        raise Forbidden(f"your role ({p.role.name}) may not {action.value.lower()} {what}" + (
-            "" if target is None else " of this kind"
-        ))
+        raise Forbidden(
+            f"your role ({p.role.name}) may not {action.value.lower()} {what}"
+            + ("" if target is None else " of this kind")
+        )

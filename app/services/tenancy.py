@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from tortoise.expressions import Subquery
 
 from app.authz import scope
+from app.db import column
 from app.authz.capabilities import COMPANIES, LOCATIONS, RESELLERS, Capability
 from app.authz.matrix import Action, load_matrix
 from app.authz.principal import Principal, Target
@@ -55,7 +56,7 @@ async def org_in_scope(p: Principal, org_id: int, kind: OrgKind | None = None) -
         query = query.filter(kind=kind.value)
     org = await query.first()
     if org is None:
-        raise NotFound((kind.value.lower() if kind else "organization"))
+        raise NotFound(kind.value.lower() if kind else "organization")
     return org
 
 
@@ -73,7 +74,9 @@ def _primary_role(portal_org_kind: OrgKind) -> str:
     return next(r.name for r in load_matrix().portals[portal].roles if r.primary)
 
 
-async def _check_unique_name(parent_id: int | None, name: str, exclude_id: int | None = None) -> None:
+async def _check_unique_name(
+    parent_id: int | None, name: str, exclude_id: int | None = None
+) -> None:
     query = Organization.filter(parent_id=parent_id, name=name)
     if exclude_id is not None:
         query = query.exclude(id=exclude_id)
@@ -120,13 +123,20 @@ async def register_company(
             kind=OrgKind.COMPANY, name=name, parent=parent, email=email.strip()
         )
         await Location.create(
-            company=company, name=_clean_name(default_location_name, "defaultLocationName"), is_default=True
+            company=company,
+            name=_clean_name(default_location_name, "defaultLocationName"),
+            is_default=True,
         )
         owner_user = await create_user_row(
             company, owner, _primary_role(OrgKind.COMPANY), field_prefix="owner."
         )
-        entry.bind(company.id, organization_id=company.id, name=name, owner=owner_user.email,
-                   parent=parent.id)
+        entry.bind(
+            company.id,
+            organization_id=company.id,
+            name=name,
+            owner=owner_user.email,
+            parent=parent.id,
+        )
     return company
 
 
@@ -153,7 +163,7 @@ async def update_organization(
 
 async def _subtree_ids(org: Organization) -> list[int]:
     if org.kind is OrgKind.RESELLER:
-        return [org.id, *await Organization.filter(parent_id=org.id).values_list("id", flat=True)]
+        return [org.id, *await column(Organization.filter(parent_id=org.id), "id")]
     return [org.id]
 
 
@@ -164,7 +174,9 @@ async def revoke_sessions_of_orgs(org_ids: list[int]) -> int:
     )
 
 
-async def set_organization_enabled(actor: Actor, org_id: int, kind: OrgKind, enabled: bool) -> Organization:
+async def set_organization_enabled(
+    actor: Actor, org_id: int, kind: OrgKind, enabled: bool
+) -> Organization:
     """Disabling cascades: the organization and everything under it stop working (users can't
     log in, sessions end). Re-enabling restores the organization's own switch; companies of a
     disabled reseller stay off until the reseller is enabled again."""
@@ -191,10 +203,8 @@ async def delete_reseller(actor: Actor, reseller_id: int) -> int:
     require(p, RESELLERS, Action.DELETE, org_target(reseller))
     root = await provider()
     async with audited(actor, "resellerDelete", "Reseller", reseller.id, root.id) as entry:
-        companies = await Organization.filter(parent_id=reseller.id).values_list("name", flat=True)
-        clash = await Organization.filter(parent_id=root.id, name__in=list(companies)).values_list(
-            "name", flat=True
-        )
+        companies = await column(Organization.filter(parent_id=reseller.id), "name")
+        clash = await column(Organization.filter(parent_id=root.id, name__in=companies), "name")
         if clash:
             raise Conflict(
                 "companies of this reseller have the same name as companies of the provider: "

@@ -9,7 +9,9 @@ from app.authz.matrix import load_matrix
 
 @strawberry.type
 class RoleMatrixEntry:
-    portal: str = strawberry.field(description="Reseller Portal, Client Portal or Department Portal.")
+    portal: str = strawberry.field(
+        description="Reseller Portal, Client Portal or Department Portal."
+    )
     role: str
     functionality: str
     access: str = strawberry.field(description="The seed's cell text: Full, Read, N/A, Read*...")

@@ -78,7 +78,9 @@ class DeletePayload:
 class TenancyMutation:
     @strawberry.mutation(extensions=guard(RESELLERS, Action.CREATE))
     async def reseller_create(self, info: Info, input: ResellerCreateInput) -> ResellerType:
-        row = await tenancy.register_reseller(actor(info), input.name, input.email, input.admin.to_new())
+        row = await tenancy.register_reseller(
+            actor(info), input.name, input.email, input.admin.to_new()
+        )
         return ResellerType.from_row(row)
 
     @strawberry.mutation(extensions=guard(RESELLERS, Action.UPDATE))
@@ -167,4 +169,6 @@ class TenancyMutation:
     @strawberry.mutation(extensions=guard(LOCATIONS, Action.DELETE))
     async def location_delete(self, info: Info, id: strawberry.ID) -> DeletePayload:
         await tenancy.delete_location(actor(info), pk_of(id, "Location"))
-        return DeletePayload(deleted_id=strawberry.ID(to_global_id("Location", pk_of(id, "Location"))))
+        return DeletePayload(
+            deleted_id=strawberry.ID(to_global_id("Location", pk_of(id, "Location")))
+        )

@@ -62,7 +62,9 @@ class TenancyQuery:
         query = Organization.filter(scope.company_q(principal(info)))
         if filter is not None:
             if filter.reseller_id:
-                query = query.filter(parent_id=pk_of(filter.reseller_id, "Reseller", "filter.resellerId"))
+                query = query.filter(
+                    parent_id=pk_of(filter.reseller_id, "Reseller", "filter.resellerId")
+                )
             if filter.direct:
                 query = query.filter(parent__kind=OrgKind.PROVIDER.value)
             if filter.name_contains:

@@ -50,7 +50,9 @@ class LocationType(Node):
         )
 
     @strawberry.field(extensions=guard(COMPANIES, Action.READ))
-    async def company(self, info: Info) -> Annotated[CompanyType, strawberry.lazy("app.graphql.tenancy.types")] | None:
+    async def company(
+        self, info: Info
+    ) -> Annotated[CompanyType, strawberry.lazy("app.graphql.tenancy.types")] | None:
         org = await info.context.loaders.organization.load(self._row.company_id)  # type: ignore[attr-defined]
         return CompanyType.from_row(org) if org else None
 
@@ -85,20 +87,31 @@ class CompanyType(Node):
             created_at=row.created_at,
         )
 
-    @strawberry.field(description="The reseller the company belongs to; null when directly under the provider.")
-    async def reseller(self, info: Info) -> Annotated[ResellerType, strawberry.lazy("app.graphql.tenancy.types")] | None:
+    @strawberry.field(
+        description="The reseller the company belongs to; null when directly under the provider."
+    )
+    async def reseller(
+        self, info: Info
+    ) -> Annotated[ResellerType, strawberry.lazy("app.graphql.tenancy.types")] | None:
         parent = await info.context.loaders.organization.load(self._row.parent_id)  # type: ignore[attr-defined]
         if parent is None or parent.kind.value != "RESELLER":
             return None
         return ResellerType.from_row(parent)
 
-    @strawberry.field(extensions=guard(LOCATIONS, Action.READ), description="Locations in your scope.")
+    @strawberry.field(
+        extensions=guard(LOCATIONS, Action.READ), description="Locations in your scope."
+    )
     async def locations(self, info: Info) -> list[LocationType]:
         rows = await info.context.loaders.locations_by_company.load(self._row.id)
         return [LocationType.from_row(r) for r in rows]
 
-    @strawberry.field(extensions=guard(COMPANIES, Action.READ), description="The Company Owner (Department Owner).")
-    async def owner(self, info: Info) -> Annotated[UserType, strawberry.lazy("app.graphql.identity.types")] | None:
+    @strawberry.field(
+        extensions=guard(COMPANIES, Action.READ),
+        description="The Company Owner (Department Owner).",
+    )
+    async def owner(
+        self, info: Info
+    ) -> Annotated[UserType, strawberry.lazy("app.graphql.identity.types")] | None:
         from app.graphql.identity.types import UserType
 
         user = await info.context.loaders.owner_by_org.load(self._row.id)
@@ -114,12 +127,18 @@ class CompanyType(Node):
 
     @strawberry.field
     def viewer_can_create_location(self, info: Info) -> bool:
-        return _can(info, LOCATIONS, Action.CREATE, Target(kind="location", organization_id=self._row.id))
+        return _can(
+            info, LOCATIONS, Action.CREATE, Target(kind="location", organization_id=self._row.id)
+        )
 
     @strawberry.field
     def viewer_can_manage_users(self, info: Info) -> bool:
-        return _can(info, USERS, Action.CREATE, Target(
-            kind="user", organization_id=self._row.id, organization_kind=self._row.kind))
+        return _can(
+            info,
+            USERS,
+            Action.CREATE,
+            Target(kind="user", organization_id=self._row.id, organization_kind=self._row.kind),
+        )
 
 
 @strawberry.type(name="Reseller")
@@ -149,8 +168,13 @@ class ResellerType(Node):
         query = Organization.filter(scope.company_q(principal(info)), parent_id=self._row.id)
         return await paginate(query, first, after, CompanyType.from_row)
 
-    @strawberry.field(extensions=guard(RESELLERS, Action.READ), description="The Service Provider Global Administrator.")
-    async def global_administrator(self, info: Info) -> Annotated[UserType, strawberry.lazy("app.graphql.identity.types")] | None:
+    @strawberry.field(
+        extensions=guard(RESELLERS, Action.READ),
+        description="The Service Provider Global Administrator.",
+    )
+    async def global_administrator(
+        self, info: Info
+    ) -> Annotated[UserType, strawberry.lazy("app.graphql.identity.types")] | None:
         from app.graphql.identity.types import UserType
 
         user = await info.context.loaders.owner_by_org.load(self._row.id)
