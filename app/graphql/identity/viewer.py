@@ -55,7 +55,10 @@ class ViewerOrganization:
 class ViewerPermission:
     functionality: str = strawberry.field(description="The portal's own word for it (the seed's).")
     access: str = strawberry.field(description="The matrix cell word for word: 'Full', 'Read'...")
-    actions: list[str] = strawberry.field(description="READ, CREATE, UPDATE, DELETE granted.")
+    actions: list[str] = strawberry.field(
+        description="What the cell grants (READ, CREATE, UPDATE, DELETE); a restricted cell "
+        "(see access) narrows these by kind of object."
+    )
 
 
 @strawberry.type
