@@ -161,3 +161,11 @@ async def test_create_race_falls_back_to_the_increment(db, monkeypatch):
     await throttle.record_failure([throttle.Limit(key, 5)])
     monkeypatch.undo()
     assert (await LoginThrottle.get(key=key)).failures == 2
+
+
+async def test_purge_drops_only_counters_whose_window_passed(db, settings):
+    await throttle.record_failure([throttle.Limit("account:old@example.test", 5)])
+    await throttle.record_failure([throttle.Limit("account:new@example.test", 5)])
+    await age_window("account:old@example.test", settings.login_window_seconds)
+    assert await throttle.purge_expired() == 1
+    assert await LoginThrottle.all().values_list("key", flat=True) == ["account:new@example.test"]

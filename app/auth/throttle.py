@@ -104,3 +104,8 @@ async def _increment(key: str) -> None:
 
 async def reset(key: str) -> None:
     await LoginThrottle.filter(key=key).delete()
+
+
+async def purge_expired() -> int:
+    """Delete counters whose window has passed (for a periodic job: they would only restart)."""
+    return await LoginThrottle.filter(window_started_at__lte=now() - window()).delete()
