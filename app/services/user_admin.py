@@ -221,7 +221,8 @@ async def create_user(
     async with audited(actor, "userCreate", "User", organization_id=org.id) as entry:
         user = await create_user_row(org, new, role.name, scope_restricted=choice.restricted)
         await _apply_scope(user, choice)
-        entry.bind(user.id, email=user.email, role=role.name, **_audit_scope(choice))
+        entry.bind(user.id, email=user.email, role=role.name)
+        entry.details.update(_audit_scope(choice))
     user.organization = org
     return user
 
@@ -240,8 +241,8 @@ async def _managed(p: Principal, user_id: int, action: Action) -> tuple[User, Or
 async def _current_scope(user: User) -> ScopeChoice:
     if not user.scope_restricted:
         return ScopeChoice()
-    companies = await user.scope_companies.all().values_list("id", flat=True)
-    locations = await user.scope_locations.all().values_list("id", flat=True)
+    companies: list[int] = list(await user.scope_companies.all().values_list("id", flat=True))  # type: ignore[arg-type]
+    locations: list[int] = list(await user.scope_locations.all().values_list("id", flat=True))  # type: ignore[arg-type]
     return ScopeChoice(
         company_ids=frozenset(companies) if companies else None,
         location_ids=frozenset(locations) if locations else None,
