@@ -118,3 +118,45 @@ async def test_counter_sees_statements_inside_transactions(world, gql):
     assert "errors" not in body, body
     assert len(queries.matching("audit_log")) == 1
     assert any(s.lstrip().upper().startswith("INSERT") for s in queries.matching("locations"))
+
+
+async def test_audit_log_page_statements_do_not_grow_with_page_size(db, gql):
+    """The organization kind behind `organizationId` comes from one batched load per page."""
+    from app.models import AuditEntry
+
+    provider, reseller, token = await _provider_admin()
+    await _add_companies(provider, reseller, 0, 40)
+    companies = await Organization.filter(kind=OrgKind.COMPANY.value).order_by("id")
+    await AuditEntry.bulk_create(
+        [
+            AuditEntry(
+                action="companyUpdate",
+                object_type="Company",
+                object_id=str(c.id),
+                organization_id=c.id,
+            )
+            for c in companies
+        ]
+        + [
+            AuditEntry(
+                action="resellerUpdate",
+                object_type="Reseller",
+                object_id=str(reseller.id),
+                organization_id=reseller.id,
+            )
+        ]
+    )
+    query = (
+        "query($first: Int) { auditLog(first: $first) { nodes { id organizationId objectId } } }"
+    )
+    counts = []
+    for first in (5, 40):
+        with count_queries() as auth_only:
+            await gql("{ __typename }", token=token)
+        with count_queries() as total:
+            body = await gql(query, {"first": first}, token=token)
+        assert "errors" not in body, body
+        assert len(body["data"]["auditLog"]["nodes"]) == first
+        counts.append(total.count - auth_only.count)
+    # The page (with its scope subquery) and one load of organization kinds.
+    assert counts == [2, 2]
