@@ -40,7 +40,24 @@ def can(principal: Principal, capability: Capability, action: Action, target: Ta
         principal, action, capability.kind, target
     ):
         return False
-    return all(rule(principal, action, capability.kind, target) for rule in PROSE_RULES)
+    if not all(rule(principal, action, capability.kind, target) for rule in PROSE_RULES):
+        return False
+    return not _manages_wider_peer(principal, action, capability.kind, target)
+
+
+def _manages_wider_peer(principal: Principal, action: Action, kind: str, t: Target) -> bool:
+    """Nobody manages a peer of their own organization whose role is wider than their own
+    (resetting that peer's password would hand over the wider role). Staff of a parent
+    organization manage the users below them; the primary user is the prose rules' business."""
+    if kind != "user" or action is Action.READ or t.primary or t.role is None:
+        return False
+    if t.organization_id != principal.organization_id or t.user_id == principal.user_id:
+        return False
+    try:
+        role = load_matrix().role(principal.portal, t.role)
+    except KeyError:
+        return False
+    return not role_within(role, principal)
 
 
 def rule_filter(principal: Principal, capability: Capability):  # -> Q | None
@@ -94,7 +111,10 @@ def may_assign_scope(
     company_ids: frozenset[int] | None,
     location_ids: frozenset[int] | None,
 ) -> str | None:
-    """Nobody grants a scope wider than their own."""
+    """Nobody grants a scope wider than their own. Staff giving a company role to a user of a
+    company in their scope compare nothing: the company is already inside their scope."""
+    if role.portal is not principal.portal:
+        return None
     if role.scope is RoleScope.COMPANIES and principal.company_ids is not None:
         if company_ids is None or not company_ids <= principal.company_ids:
             return "the scope includes companies outside your own scope"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
 from app.authz.principal import Principal
 from app.models.tenancy import OrgKind
@@ -52,9 +52,16 @@ def location_q(p: Principal, path: str = "") -> Q:
 
 
 def user_q(p: Principal) -> Q:
-    """Users in scope. A location-scoped principal sees only users limited to locations of
-    their own (never a wider user); everyone else sees users of the organizations in scope."""
+    """Users in scope. A location-limited principal sees only users limited *within* their
+    own locations (never one limited to another location as well, never an unrestricted one);
+    everyone else sees the users of the organizations in scope. Subqueries, so that the
+    location join never repeats a user."""
+    from app.models import User
+
     q = org_q(p, "organization")
-    if p.location_ids is not None:
-        q &= Q(scope_restricted=True) & Q(scope_locations__id__in=list(p.location_ids))
-    return q
+    if p.location_ids is None:
+        return q
+    own = list(p.location_ids)
+    inside = User.filter(q, scope_restricted=True, scope_locations__id__in=own).values("id")
+    wider = User.filter(scope_locations__id__not_in=own).values("id")
+    return Q(id__in=Subquery(inside)) & ~Q(id__in=Subquery(wider))

@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Q
 
 from app.auth.passwords import check_policy, hash_password
 from app.authz import engine, scope
@@ -49,50 +49,19 @@ def target_of(user: User, org: Organization) -> Target:
     return user_target(user, org, is_primary(user, org))
 
 
-def manage_refusal(p: Principal, user: User, org: Organization) -> str | None:
-    """Why `p` may not manage this (visible) user beyond what the engine says, or None.
-
-    Managing a peer of the same organization whose role is wider than your own would hand you
-    that role (reset their password, then log in as them): nobody manages a wider peer. Staff
-    of a parent organization manage the users of the organizations below them.
-    """
-    if org.id != p.organization_id or user.id == p.user_id:
-        return None
-    role = org_role(org.kind, user.role)
-    if role is None or role.primary:
-        return None  # the prose rules decide about the primary user
-    if role.portal is p.portal and not engine.role_within(role, p):
-        return f"the user's role ({role.name}) is wider than your own ({p.role.name})"
-    return None
-
-
 def viewer_can(p: Principal, action: Action, user: User, org: Organization) -> bool:
     """The same answer the mutations give, without raising (for `viewerCan*` fields)."""
-    if not engine.can(p, USERS, action, target_of(user, org)):
-        return False
-    return manage_refusal(p, user, org) is None
+    return engine.can(p, USERS, action, target_of(user, org))
 
 
 # --- scope -------------------------------------------------------------------------------
 
 
 def visible_users_q(p: Principal) -> Q:
-    """Users in the principal's scope, as one SQL filter without row duplication.
-
-    `scope.user_q` joins the location scope table for a location-limited principal, and keeps a
-    user as soon as one of their locations is the principal's; here such a principal sees only
-    users limited *within* their locations (never one limited to another location as well).
-    """
+    """Users in the principal's scope (scope.user_q), narrowed by the cell's rule in SQL."""
     q = scope.user_q(p)
     rule = engine.rule_filter(p, USERS)
-    if rule is not None:
-        q &= rule
-    if p.location_ids is None:
-        return q
-    own = list(p.location_ids)
-    wider = Subquery(User.filter(scope_locations__id__not_in=own).values("id"))
-    inside = Subquery(User.filter(q).values("id"))
-    return Q(id__in=inside) & ~Q(id__in=wider)
+    return q if rule is None else q & rule
 
 
 async def user_in_scope(p: Principal, user_id: int) -> User:
@@ -159,10 +128,9 @@ async def choose_scope(
     # Staff creating users of a company below them: the company is in their scope (checked by
     # the scoped fetch of the organization) and so is everything inside it. Among peers of one
     # portal, nobody grants a scope wider than their own.
-    if role.portal is p.portal:
-        reason = engine.may_assign_scope(p, role, choice.company_ids, choice.location_ids)
-        if reason:
-            raise Forbidden(reason)
+    reason = engine.may_assign_scope(p, role, choice.company_ids, choice.location_ids)
+    if reason:
+        raise Forbidden(reason)
     return choice
 
 
@@ -232,9 +200,6 @@ async def _managed(p: Principal, user_id: int, action: Action) -> tuple[User, Or
     user = await user_in_scope(p, user_id)
     org = user.organization
     require(p, USERS, action, target_of(user, org))
-    reason = manage_refusal(p, user, org)
-    if reason:
-        raise Forbidden(reason)
     return user, org
 
 
