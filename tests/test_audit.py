@@ -136,11 +136,6 @@ async def test_failure_inside_block_rolls_back_rows_created_before_the_error(wor
     assert (row.action, row.outcome) == ("companyCreate", "FAILURE")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="register_company/register_reseller open audited() without organization_id, so a "
-    "FAILURE entry has organization_id NULL and is outside every scope (reported to the lead)",
-)
 async def test_failure_entry_of_a_create_is_visible_in_the_parents_log(world, gql):
     await _duplicate_company_create(world, gql)
     for org in ("Provider", "R1"):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from app.errors import TenantryError
+from app.errors import CODES, TenantryError
 
 log = logging.getLogger("tenantry.graphql")
 
@@ -49,6 +49,13 @@ def _shape(error: GraphQLError, request_id: str) -> GraphQLError:
     )
 
 
+def shape_errors(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
+    """Give every error its code (once: an already shaped error is left as it is)."""
+    return [
+        e if (e.extensions or {}).get("code") in CODES else _shape(e, request_id) for e in errors
+    ]
+
+
 class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
@@ -56,5 +63,4 @@ class ErrorCodes(SchemaExtension):
         errors = getattr(result, "errors", None)
         if errors:
             ctx = self.execution_context.context
-            request_id = getattr(ctx, "request_id", "")
-            result.errors = [_shape(e, request_id) for e in errors]  # type: ignore[union-attr]
+            result.errors = shape_errors(errors, getattr(ctx, "request_id", ""))  # type: ignore[union-attr]

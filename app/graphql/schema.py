@@ -19,7 +19,7 @@ from app.graphql.audit.queries import AuditQuery
 from app.graphql.authz.queries import AuthzQuery
 from app.graphql.common import Node, resolve_node
 from app.graphql.context import Context
-from app.graphql.errors import ErrorCodes
+from app.graphql.errors import ErrorCodes, shape_errors
 from app.graphql.identity.mutations import IdentityMutation
 from app.graphql.identity.queries import IdentityQuery
 from app.graphql.identity.types import UserType
@@ -53,6 +53,21 @@ class TenantrySchema(strawberry.Schema):
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         # Expected errors are part of the API; unexpected ones are logged by ErrorCodes.
         return None
+
+    async def execute(
+        self,
+        query: Any,
+        variable_values: Any = None,
+        context_value: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:  # type: ignore[override]
+        # ParserCache parses in its own hook: a syntax error or the token limit ends the
+        # operation before ErrorCodes runs, so shape what is left here.
+        result = await super().execute(query, variable_values, context_value, *args, **kwargs)
+        if result.errors:
+            result.errors = shape_errors(result.errors, getattr(context_value, "request_id", ""))
+        return result
 
 
 def build_schema() -> strawberry.Schema:

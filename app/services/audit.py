@@ -77,6 +77,11 @@ async def audited(
         pending.details = {**pending.details, "error": exc.code, "message": exc.message}
         await _entry(actor, action, object_type, pending, "FAILURE").save()
         raise
+    except Exception:
+        # Unexpected: the change is rolled back; the entry says so without internals.
+        pending.details = {**pending.details, "error": "INTERNAL_SERVER_ERROR"}
+        await _entry(actor, action, object_type, pending, "FAILURE").save()
+        raise
 
 
 def audit_q(p: Principal) -> Q:

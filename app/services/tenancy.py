@@ -89,7 +89,7 @@ async def register_reseller(actor: Actor, name: str, email: str, admin: NewUser)
     require(p, RESELLERS, Action.CREATE)
     root = await provider()
     name = _clean_name(name)
-    async with audited(actor, "resellerCreate", "Reseller") as entry:
+    async with audited(actor, "resellerCreate", "Reseller", organization_id=root.id) as entry:
         await _check_unique_name(root.id, name)
         reseller = await Organization.create(
             kind=OrgKind.RESELLER, name=name, parent=root, email=email.strip()
@@ -117,7 +117,7 @@ async def register_company(
     if parent.kind is OrgKind.COMPANY:
         raise BadInput("a company belongs to the provider or to a reseller", field="resellerId")
     name = _clean_name(name)
-    async with audited(actor, "companyCreate", "Company") as entry:
+    async with audited(actor, "companyCreate", "Company", organization_id=parent.id) as entry:
         await _check_unique_name(parent.id, name)
         company = await Organization.create(
             kind=OrgKind.COMPANY, name=name, parent=parent, email=email.strip()
