@@ -29,6 +29,7 @@ class Result:
     mean_ms: float
     max_ms: float
     first_error: str | None
+    latencies_ms: list[float] | None = None
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -105,6 +106,7 @@ async def run_load(
         mean_ms=(sum(latencies) / count * 1000) if count else float("nan"),
         max_ms=(latencies[-1] * 1000) if count else float("nan"),
         first_error=first_error,
+        latencies_ms=[x * 1000 for x in latencies],
     )
 
 
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--raw", action="store_true", help="also print every latency (ms)")
     args = parser.parse_args(argv)
 
     coro = run_load(
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(coro)
     else:
         result = uvloop.run(coro)
+    if not args.raw:
+        result.latencies_ms = None
     json.dump(asdict(result), sys.stdout)
     sys.stdout.write("\n")
     return 1 if result.errors else 0

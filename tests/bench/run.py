@@ -39,6 +39,7 @@ import httpx
 
 from tests.bench.floor_app import OWNER_ROLES_ENV
 from tests.bench.inprocess import QUERY
+from tests.bench.loadgen import percentile
 from tests.bench.seed_large import (
     FULL,
     QUICK,
@@ -115,6 +116,7 @@ class Plan:
     out: Path
     keep: bool
     quick: bool
+    rounds: int
     results: dict[str, Any] = field(default_factory=dict)
 
 
@@ -203,12 +205,14 @@ def fetch_page(server: Server, token: str) -> list[dict[str, Any]]:
     return payload["data"]["companies"]["nodes"]
 
 
-def run_loadgen(plan: Plan, server: Server, token: str) -> dict[str, Any]:
+def run_loadgen(
+    plan: Plan, server: Server, token: str, warmup: float, duration: float
+) -> dict[str, Any]:
     url, body = request_of(server)
     argv = [
         sys.executable, "-m", "tests.bench.loadgen", "--url", url, "--token", token,
         "--body", body, "--concurrency", str(plan.concurrency),
-        "--warmup", str(plan.warmup), "--duration", str(plan.duration),
+        "--warmup", str(warmup), "--duration", str(duration), "--raw",
     ]  # fmt: skip
     cpu_before = server.cpu_seconds()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -223,14 +227,33 @@ def run_loadgen(plan: Plan, server: Server, token: str) -> dict[str, Any]:
             f"{server.name}: {result['errors']} error responses under load; first: "
             f"{result['first_error']}\nserver log:\n{server.log_tail()}"
         )
-    # CPU over the whole run (warm-up included), as a share of one core.
-    wall = plan.warmup + plan.duration
-    result["server_cpu_cores"] = (cpu_after - cpu_before) / wall
-    loadgen_cpu = (children_after.ru_utime - children_before.ru_utime) + (
+    result["wall_seconds"] = warmup + duration
+    result["server_cpu_seconds"] = cpu_after - cpu_before
+    result["loadgen_cpu_seconds"] = (children_after.ru_utime - children_before.ru_utime) + (
         children_after.ru_stime - children_before.ru_stime
     )
-    result["loadgen_cpu_cores"] = loadgen_cpu / wall
     return result
+
+
+def merge(segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure from the rounds of one target: total requests over total measured time,
+    percentiles over every latency; CPU as a share of one core over the wall time."""
+    latencies = sorted(x for seg in segments for x in seg["latencies_ms"])
+    requests = sum(seg["requests"] for seg in segments)
+    seconds = sum(seg["seconds"] for seg in segments)
+    wall = sum(seg["wall_seconds"] for seg in segments)
+    return {
+        "rps": requests / seconds,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "mean_ms": sum(latencies) / len(latencies),
+        "max_ms": latencies[-1],
+        "requests": requests,
+        "seconds": seconds,
+        "rps_by_round": [round(seg["rps"], 1) for seg in segments],
+        "server_cpu_cores": sum(seg["server_cpu_seconds"] for seg in segments) / wall,
+        "loadgen_cpu_cores": sum(seg["loadgen_cpu_seconds"] for seg in segments) / wall,
+    }
 
 
 def run_inprocess(plan: Plan, seeded: Seeded) -> dict[str, Any]:
@@ -246,28 +269,34 @@ def run_inprocess(plan: Plan, seeded: Seeded) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def measure_server(
-    plan: Plan,
-    server: Server,
-    users: dict[str, str],
-    pages: dict[tuple[str, str], list[dict[str, Any]]],
-) -> None:
-    server.port = free_port()
-    target = "tests.bench.floor_app:create_app" if server.name == "floor" else "app.main:create_app"
-    server.argv = uvicorn_argv(target, server.port)
-    print(f"· {server.name}: starting on port {server.port}", flush=True)
-    server.start()
-    try:
+def start_servers(servers: list[Server]) -> None:
+    for server in servers:
+        server.port = free_port()
+        target = (
+            "tests.bench.floor_app:create_app" if server.name == "floor" else "app.main:create_app"
+        )
+        server.argv = uvicorn_argv(target, server.port)
+        server.start()
+    for server in servers:
         wait_ready(server)
-        for who, token in users.items():
-            pages[(server.name, who)] = fetch_page(server, token)
-            print(
-                f"· {server.name} as {who}: {plan.warmup:g} s warm-up + {plan.duration:g} s",
-                flush=True,
-            )
-            plan.results[f"{server.name}/{who}"] = run_loadgen(plan, server, token)
-    finally:
-        server.stop()
+        print(f"· {server.name} ready on port {server.port}", flush=True)
+
+
+def measure(
+    plan: Plan, servers: dict[str, Server], targets: list[tuple[str, str]], tokens: dict[str, str]
+) -> None:
+    """Interleave the targets in rounds, so that a change in background load (other work on
+    the machine) hits every target alike instead of skewing the ratios."""
+    segments: dict[tuple[str, str], list[dict[str, Any]]] = {t: [] for t in targets}
+    per_round = plan.duration / plan.rounds
+    for n in range(plan.rounds):
+        print(f"· round {n + 1}/{plan.rounds}: {len(targets)} × {per_round:g} s", flush=True)
+        for name, who in targets:
+            warmup = plan.warmup if n == 0 else min(plan.warmup, 0.5)
+            seg = run_loadgen(plan, servers[name], tokens[who], warmup, per_round)
+            segments[(name, who)].append(seg)
+    for (name, who), segs in segments.items():
+        plan.results[f"{name}/{who}"] = merge(segs)
 
 
 def check_same_pages(
@@ -343,6 +372,7 @@ def report(
         "concurrency": plan.concurrency,
         "warmup_seconds": plan.warmup,
         "duration_seconds": plan.duration,
+        "rounds": plan.rounds,
         "runs": r,
         "ratios": ratios,
         "in_process": in_process,
@@ -361,7 +391,8 @@ def report(
     )
     print(
         f"page of {PAGE} companies with reseller, locations, owner; concurrency {plan.concurrency}, "
-        f"{plan.warmup:g} s warm-up + {plan.duration:g} s"
+        f"{plan.warmup:g} s warm-up + {plan.duration:g} s per target, in {plan.rounds} "
+        "interleaved round(s)"
     )
     print()
     header = f"{'server':<30} {'user':<9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'reqs':>7} {'srv CPU':>8} {'gen CPU':>8}"
@@ -405,6 +436,7 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser.add_argument("--warmup", type=float, help="warm-up seconds per run")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--iterations", type=int, help="in-process executions")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds the duration is split in")
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -420,6 +452,7 @@ def parse_args(argv: list[str] | None) -> Plan:
         out=args.out or ROOT / default_out,
         keep=args.keep,
         quick=quick,
+        rounds=args.rounds or (1 if quick else 3),
     )
 
 
@@ -427,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = parse_args(argv)
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
+    servers: dict[str, Server] = {}
     url = database_url(DB_NAME)
     try:
         print(f"· seeding {DB_NAME} ({plan.size.companies} companies)", flush=True)
@@ -437,16 +471,24 @@ def main(argv: list[str] | None = None) -> int:
             "provider": min(PAGE, plan.size.companies),
             "reseller": min(PAGE, seeded.reseller_companies),
         }
-        pages: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        measure_server(plan, graphql_server("graphql_authz", url, bypass=False), users, pages)
-        measure_server(
-            plan,
-            graphql_server("graphql_bypass", url, bypass=True),
-            {"provider": users["provider"]},
-            pages,
+        servers.update(
+            graphql_authz=graphql_server("graphql_authz", url, bypass=False),
+            graphql_bypass=graphql_server("graphql_bypass", url, bypass=True),
+            floor=floor_server(url),
         )
-        measure_server(plan, floor_server(url), users, pages)
+        targets = [
+            ("graphql_authz", "provider"),
+            ("graphql_bypass", "provider"),
+            ("floor", "provider"),
+            ("graphql_authz", "reseller"),
+            ("floor", "reseller"),
+        ]
+        start_servers(list(servers.values()))
+        pages = {(name, who): fetch_page(servers[name], users[who]) for name, who in targets}
         check_same_pages(pages, expected)
+        measure(plan, servers, targets, users)
+        for server in servers.values():
+            server.stop()  # the in-process measure runs alone
         print("· in-process schema.execute", flush=True)
         in_process = run_inprocess(plan, seeded)
         data = report(plan, seeded, in_process, time.perf_counter() - started, load_before)
@@ -459,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
+        for server in servers.values():
+            server.stop()
         if not plan.keep:
             asyncio.run(drop_database(DB_NAME))
     return 0
