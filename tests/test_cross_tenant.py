@@ -389,11 +389,6 @@ async def test_lists_show_only_your_tenants(world: World, gql, listing: Listing)
     assert got == listing.expected(world)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/authz/rules.py _only_portal_users refuses READ of company info and locations "
-    "to a Location Administrator (see test_permissions_matrix)",
-)
 async def test_a_location_limited_user_sees_only_its_locations_of_its_company(
     world: World, gql
 ) -> None:

@@ -102,12 +102,6 @@ def test_the_table_is_not_trivial() -> None:
         assert answers == {True, False}, op.field
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/authz/rules.py _only_portal_users refuses READ of locations and company info: "
-    "seed 003 only takes away creating, modifying and removing locations, and a Location "
-    "Administrator must see its locations to give them to the users it creates",
-)
 async def test_location_administrator_reads_its_own_locations_and_company(world, gql) -> None:
     from app.graphql.ids import to_global_id
 

@@ -133,8 +133,11 @@ def test_only_portal_users() -> None:
     for action in ALL_ACTIONS:
         assert check(p, action, "user", None) is True
         assert check(p, action, "user", Target(kind="user", organization_id=5)) is True
-        assert check(p, action, "location", None) is False
-        assert check(p, action, "company", None) is False
+        # Locations and company info are readable, never created, modified or removed.
+        readable = action is Action.READ
+        assert check(p, action, "location", None) is readable
+        assert check(p, action, "company", None) is readable
+        assert check(p, action, "reseller", None) is False
 
 
 # --- only_generated_invoices --------------------------------------------------------------

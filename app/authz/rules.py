@@ -50,9 +50,10 @@ def _only_managed_companies_users_filter(p: Principal, kind: str) -> Q | None:
 
 def _only_portal_users(p: Principal, action: Action, kind: str, t: Target | None) -> bool:
     # "Only portal users": of the configuration tasks, a Location Administrator manages
-    # portal users (within their locations, see scope) and nothing else: not locations,
-    # not company info.
-    return kind == "user"
+    # portal users (within their locations, see scope) and nothing else. Seed 003 takes away
+    # creating, modifying and removing locations, not seeing them: locations and company info
+    # stay readable (a Location Administrator picks locations when giving users a scope).
+    return kind == "user" or (action is Action.READ and kind in {"company", "location"})
 
 
 def _only_generated_invoices(p: Principal, action: Action, kind: str, t: Target | None) -> bool:
