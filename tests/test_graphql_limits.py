@@ -33,8 +33,6 @@ def levels_within(max_depth: int) -> int:
     return (max_depth - 2) // 2
 
 
-
-
 @pytest.fixture
 def token(world) -> str:
     return world.token("Provider", GA)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from tortoise.expressions import Subquery
 
 from app.authz import scope
-from app.db import column
 from app.authz.capabilities import COMPANIES, LOCATIONS, RESELLERS, Capability
 from app.authz.matrix import Action, load_matrix
 from app.authz.principal import Principal, Target
+from app.db import column
 from app.errors import BadInput, Conflict, Forbidden, NotFound
 from app.models import Location, Organization, OrgKind, SessionToken, User
 from app.services.actor import Actor

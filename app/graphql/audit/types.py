@@ -88,7 +88,7 @@ class AuditEntryType(Node):
             client_address=row.client_address,
             request_id=row.request_id,
             outcome=row.outcome,
-            details=row.details,
+            details=row.details,  # type: ignore[arg-type]
         )
 
     @strawberry.field(
