@@ -18,12 +18,16 @@ async def test_database_backend_is_the_one_asked_for(db):
         _, rows = await conn.execute_query("SELECT version()")
         assert "PostgreSQL" in str(rows[0][0])
     else:
-        assert not REQUIRED, "CI asked for PostgreSQL (TENANTRY_TEST_DATABASE_URL) but it is not set"
+        assert not REQUIRED, (
+            "CI asked for PostgreSQL (TENANTRY_TEST_DATABASE_URL) but it is not set"
+        )
         _, rows = await conn.execute_query("SELECT sqlite_version()")
         assert rows
 
 
-@pytest.mark.skipif(not (REQUIRED or REDIS_URL), reason="Redis is only required in CI's second pass")
+@pytest.mark.skipif(
+    not (REQUIRED or REDIS_URL), reason="Redis is only required in CI's second pass"
+)
 async def test_redis_answers():
     import redis.asyncio as redis
 

@@ -41,7 +41,9 @@ async def create_user_row(
         raise BadInput("a name is required", field=f"{field_prefix}name")
     check_policy(new.password, email, f"{field_prefix}password")
     if await User.filter(email=email).exists():
-        raise Conflict("a user with this e-mail address already exists", field=f"{field_prefix}email")
+        raise Conflict(
+            "a user with this e-mail address already exists", field=f"{field_prefix}email"
+        )
     password_hash = await asyncio.to_thread(hash_password, new.password)
     return await User.create(
         email=email,
