@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from tortoise.connection import get_connection
 from tortoise.contrib.starlette import RegisterTortoise
 
-from app.db import tortoise_config
+from app.db import connection_name, tortoise_config
 from app.graphql.app import TenantryGraphQL
 from app.graphql.schema import schema
+from app.middleware import RequestMiddleware
+from app.observability import CONTENT_TYPE_LATEST, metrics_text
 from app.settings import Settings, get_settings
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness: the process answers. Never touches the database."""
+    return JSONResponse({"status": "ok"})
+
+
+def readyz_for(settings: Settings):
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: the database answers `SELECT 1`."""
+        try:
+            await get_connection(connection_name(settings)).execute_query("SELECT 1")
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            reason = f"database unavailable: {type(exc).__name__}"
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    return readyz
+
+
+async def metrics(request: Request) -> Response:
+    return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings | None = None, *, manage_orm: bool = True) -> Starlette:
@@ -30,5 +66,16 @@ def create_app(settings: Settings | None = None, *, manage_orm: bool = True) -> 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz_for(settings), methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [
+        Middleware(
+            RequestMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            trusted_proxies=settings.trusted_proxies,
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -2,15 +2,84 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from app.graphql.context import Context, build_context
 
+STATIC_PREFIX = "/static/graphiql"
+GRAPHQL_PATH = "/graphql"
+
+DEFAULT_QUERY = """\
+# Welcome to Tenantry.
+#
+# 1. Run the login mutation below (the demo users are listed in the README).
+# 2. Copy the token into the Headers tab:  {"Authorization": "Bearer <token>"}
+# 3. Explore: the Docs panel lists every query and mutation.
+
+mutation Login {
+  login(email: "owner@acme.demo", password: "the demo password") {
+    token
+  }
+}
+"""
+
+DEFAULT_HEADERS = '{"Authorization": "Bearer <token>"}'
+
+IDE_HTML = """<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>Tenantry GraphiQL</title>
+    <link rel="stylesheet" href="__STATIC__/graphiql.min.css" />
+    <style>
+      html, body { height: 100%; margin: 0; overflow: hidden; }
+      #graphiql { height: 100vh; }
+    </style>
+  </head>
+  <body>
+    <div id="graphiql">Loading…</div>
+    <script src="__STATIC__/react.production.min.js"></script>
+    <script src="__STATIC__/react-dom.production.min.js"></script>
+    <script src="__STATIC__/graphiql.min.js"></script>
+    <script>
+      (function () {
+        var config = __CONFIG__;
+        var fetcher = GraphiQL.createFetcher({ url: config.url });
+        var root = ReactDOM.createRoot(document.getElementById("graphiql"));
+        root.render(
+          React.createElement(GraphiQL, {
+            fetcher: fetcher,
+            defaultQuery: config.defaultQuery,
+            defaultHeaders: config.defaultHeaders,
+            defaultEditorToolsVisibility: "headers",
+            shouldPersistHeaders: true,
+          })
+        );
+      })();
+    </script>
+  </body>
+</html>
+"""
+
+
+def graphiql_html(url: str = GRAPHQL_PATH, static_prefix: str = STATIC_PREFIX) -> str:
+    config = {"url": url, "defaultQuery": DEFAULT_QUERY, "defaultHeaders": DEFAULT_HEADERS}
+    # "</" cannot end the inline script early once escaped.
+    config_js = json.dumps(config).replace("</", "<\\/")
+    return IDE_HTML.replace("__STATIC__", static_prefix).replace("__CONFIG__", config_js)
+
 
 class TenantryGraphQL(GraphQL):
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:  # type: ignore[override]
         return await build_context(request, response)
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:  # type: ignore[override]
+        # Our own page on our own assets: the stock page loads them from a public CDN.
+        return HTMLResponse(graphiql_html())
