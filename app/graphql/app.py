@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from app.graphql.context import Context, build_context
+from app.settings import get_settings
 
 STATIC_PREFIX = "/static/graphiql"
 GRAPHQL_PATH = "/graphql"
@@ -18,12 +19,12 @@ GRAPHQL_PATH = "/graphql"
 DEFAULT_QUERY = """\
 # Welcome to Tenantry.
 #
-# 1. Run the login mutation below (the demo users are listed in the README).
+# 1. Run the login mutation below (with demo data on, the demo users are in the README).
 # 2. Copy the token into the Headers tab:  {"Authorization": "Bearer <token>"}
 # 3. Explore: the Docs panel lists every query and mutation.
 
 mutation Login {
-  login(email: "owner@acme.demo", password: "the demo password") {
+  login(email: "owner@acme.demo", password: __PASSWORD__) {
     token
   }
 }
@@ -69,8 +70,12 @@ IDE_HTML = """<!doctype html>
 """
 
 
-def graphiql_html(url: str = GRAPHQL_PATH, static_prefix: str = STATIC_PREFIX) -> str:
-    config = {"url": url, "defaultQuery": DEFAULT_QUERY, "defaultHeaders": DEFAULT_HEADERS}
+def graphiql_html(
+    url: str = GRAPHQL_PATH, static_prefix: str = STATIC_PREFIX, demo_password: str | None = None
+) -> str:
+    """The IDE page. With demo data on, the sample login carries the (documented) demo password."""
+    query = DEFAULT_QUERY.replace("__PASSWORD__", json.dumps(demo_password or "your password"))
+    config = {"url": url, "defaultQuery": query, "defaultHeaders": DEFAULT_HEADERS}
     # "</" cannot end the inline script early once escaped.
     config_js = json.dumps(config).replace("</", "<\\/")
     return IDE_HTML.replace("__STATIC__", static_prefix).replace("__CONFIG__", config_js)
@@ -82,4 +87,6 @@ class TenantryGraphQL(GraphQL):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:  # type: ignore[override]
         # Our own page on our own assets: the stock page loads them from a public CDN.
-        return HTMLResponse(graphiql_html())
+        settings = get_settings()
+        demo_password = settings.demo_password if settings.seed_demo else None
+        return HTMLResponse(graphiql_html(demo_password=demo_password))
