@@ -18,10 +18,10 @@ GRAPHQL_PATH = "/graphql"
 
 DEFAULT_QUERY = """\
 # Welcome to Tenantry.
-#
-# 1. Run the login mutation below (with demo data on, the demo users are in the README).
-# 2. Copy the token into the Headers tab:  {"Authorization": "Bearer <token>"}
-# 3. Explore: the Docs panel lists every query and mutation.
+#  1. Run the login below (demo users: see the README).
+#  2. Put the token in the Headers tab below:
+#     {"Authorization": "Bearer <token>"}
+#  3. The Docs panel lists every query and mutation.
 
 mutation Login {
   login(email: "owner@acme.demo", password: __PASSWORD__) {
