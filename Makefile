@@ -27,6 +27,7 @@ check: $(STAMP)  ## lint, format, types, schema.graphql and README drift (fast)
 	$(BIN)/mypy app workers
 	$(BIN)/tenantry export-schema | diff -u schema.graphql - || (echo "schema.graphql is stale: run 'make schema'" && exit 1)
 	$(BIN)/python -m app.authz.docs --check
+	$(BIN)/tenantry makemigrations --check
 
 schema: $(STAMP)  ## rewrite schema.graphql from the code
 	$(BIN)/tenantry export-schema --output schema.graphql

@@ -47,8 +47,10 @@ async def migrate(settings: Settings | None = None) -> None:
     """Apply the committed migrations (both backends)."""
     from tortoise.migrations.api import migrate as run_migrations
 
-    await run_migrations(config=tortoise_config(settings))
-    await Tortoise.close_connections()
+    try:
+        await run_migrations(config=tortoise_config(settings))
+    finally:
+        await Tortoise.close_connections()
 
 
 async def init(settings: Settings | None = None) -> None:

@@ -113,6 +113,11 @@ def load_settings() -> Settings:
         seed_demo=_bool("TENANTRY_SEED_DEMO", not production),
         demo_password=os.environ.get("TENANTRY_DEMO_PASSWORD", DEMO_PASSWORD),
         bench_bypass_authorization=_bool("TENANTRY_BENCH_BYPASS_AUTHZ", False),
+        trusted_proxies=tuple(
+            p.strip()
+            for p in os.environ.get("TENANTRY_TRUSTED_PROXIES", "").split(",")
+            if p.strip()
+        ),
     )
     settings.validate()
     return settings

@@ -273,3 +273,26 @@ async def test_graphql_get_without_html_is_not_the_ide(client):
 async def test_static_files_stay_inside_their_folder(client, path):
     resp = await client.get(path)
     assert resp.status_code == 404
+
+
+async def test_metrics_count_graphql_operations_by_outcome(client, world):
+    token = world.token("A1", "Location User")
+    await client.post(
+        "/graphql",
+        json={"query": "query PageOfCompanies { companies { totalCount } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    await client.post("/graphql", json={"query": "query MatrixRows { roleMatrix { role } }"})
+    text = (await client.get("/metrics")).text
+    forbidden = [
+        line
+        for line in text.splitlines()
+        if 'operation="PageOfCompanies"' in line and 'outcome="FORBIDDEN"' in line
+    ]
+    ok = [
+        line
+        for line in text.splitlines()
+        if 'operation="MatrixRows"' in line and 'outcome="success"' in line
+    ]
+    assert forbidden and float(forbidden[0].rsplit(" ", 1)[1]) >= 1
+    assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1

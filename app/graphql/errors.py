@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from app.errors import CODES, TenantryError
+from app.observability import record_graphql_operation
 
 log = logging.getLogger("tenantry.graphql")
 
@@ -59,8 +61,11 @@ def shape_errors(errors: list[GraphQLError], request_id: str) -> list[GraphQLErr
 class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
+        result: Any = self.execution_context.result
         errors = getattr(result, "errors", None)
+        outcome = "success"
         if errors:
             ctx = self.execution_context.context
-            result.errors = shape_errors(errors, getattr(ctx, "request_id", ""))  # type: ignore[union-attr]
+            result.errors = shaped = shape_errors(errors, getattr(ctx, "request_id", ""))
+            outcome = (shaped[0].extensions or {}).get("code", "error")
+        record_graphql_operation(self.execution_context.operation_name, outcome)

@@ -36,10 +36,12 @@ class User(Model):
     class Meta:
         table = "users"
         ordering = ["id"]
+        # The owner loader reads users by organization and (primary) role.
+        indexes = (("organization_id", "role"),)
 
 
 class SessionToken(Model):
-    """An opaque bearer token from `login`; only its SHA-256 is stored."""
+    """An opaque bearer token from `login`: only its SHA-256 is stored."""
 
     id = fields.IntField(primary_key=True)
     token_hash = fields.CharField(max_length=64, unique=True)
