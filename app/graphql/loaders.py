@@ -27,6 +27,8 @@ class Loaders:
         )
         self.owner_by_org: DataLoader[int, User | None] = DataLoader(self._owner_by_org)
         self.organization: DataLoader[int, Organization | None] = DataLoader(self._organization)
+        # Whether an organization and its ancestors are all enabled (None: no parent).
+        self.tree_enabled: DataLoader[int | None, bool] = DataLoader(self._tree_enabled)
 
     async def _locations_by_company(self, company_ids: Sequence[int]) -> list[list[Location]]:
         grouped: dict[int, list[Location]] = defaultdict(list)
@@ -52,3 +54,10 @@ class Loaders:
             query = query.filter(scope.org_q(self.principal))
         found = {o.id: o for o in await query}
         return [found.get(oid) for oid in org_ids]
+
+    async def _tree_enabled(self, org_ids: Sequence[int | None]) -> list[bool]:
+        # The tree is at most provider → reseller → company: two levels above a company.
+        wanted = [oid for oid in org_ids if oid is not None]
+        rows = await Organization.filter(id__in=wanted).values("id", "enabled", "parent__enabled")
+        state = {r["id"]: r["enabled"] and r["parent__enabled"] is not False for r in rows}
+        return [True if oid is None else state.get(oid, False) for oid in org_ids]

@@ -8,7 +8,7 @@ only when asked for.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -78,17 +78,20 @@ async def paginate(
     first: int | None,
     after: str | None,
     to_node: Callable[[Any], Any],
-    prefetch: Callable[[Sequence[Any]], Any] | None = None,
+    *,
+    descending: bool = False,
 ) -> Connection[Any]:
+    """Keyset pagination on the primary key, oldest first, or newest first (`descending`)."""
     size = page_size(first)
-    page_query = queryset.order_by("id")
+    page_query = queryset.order_by("-id" if descending else "id")
     if after:
-        page_query = page_query.filter(id__gt=decode_cursor(after))
+        cursor = decode_cursor(after)
+        page_query = (
+            page_query.filter(id__lt=cursor) if descending else page_query.filter(id__gt=cursor)
+        )
     rows = list(await page_query.limit(size + 1)) if size else []
     has_next = len(rows) > size
     rows = rows[:size]
-    if prefetch is not None:
-        await prefetch(rows)
     edges = [Edge(cursor=encode_cursor(row.id), node=to_node(row)) for row in rows]
     return Connection(
         edges=edges,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,11 +18,7 @@ from app.graphql.context import Context
 from app.graphql.ids import from_global_id, pk_of
 from app.graphql.pagination import (
     Connection,
-    Edge,
-    PageInfo,
-    decode_cursor,
-    encode_cursor,
-    page_size,
+    paginate,
 )
 from app.graphql.permissions import guard
 from app.models import AuditEntry
@@ -68,25 +63,6 @@ def apply_filter(query: QuerySet, f: AuditLogFilter | None) -> QuerySet:
     return query
 
 
-async def paginate_desc(
-    queryset: QuerySet, first: int | None, after: str | None, to_node: Callable[[Any], Any]
-) -> Connection[Any]:
-    """Keyset pagination on the primary key, newest first (`id < after`)."""
-    size = page_size(first)
-    page_query = queryset.order_by("-id")
-    if after:
-        page_query = page_query.filter(id__lt=decode_cursor(after))
-    rows = list(await page_query.limit(size + 1)) if size else []
-    has_next = len(rows) > size
-    rows = rows[:size]
-    edges = [Edge(cursor=encode_cursor(row.id), node=to_node(row)) for row in rows]
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
-        _count_query=queryset,
-    )
-
-
 async def _audit_entry(p: Principal, pk: int) -> AuditEntryType:
     row = await AuditEntry.filter(audit_q(p), id=pk).first()
     if row is None:
@@ -111,4 +87,4 @@ class AuditQuery:
         filter: AuditLogFilter | None = None,
     ) -> Connection[AuditEntryType]:
         query = apply_filter(AuditEntry.filter(audit_q(principal(info))), filter)
-        return await paginate_desc(query, first, after, AuditEntryType.from_row)
+        return await paginate(query, first, after, AuditEntryType.from_row, descending=True)

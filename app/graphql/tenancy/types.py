@@ -17,7 +17,7 @@ from app.graphql.ids import to_global_id
 from app.graphql.pagination import Connection, paginate
 from app.graphql.permissions import guard
 from app.models import Location, Organization
-from app.services.tenancy import location_target, org_target
+from app.services.tenancy import capability_for, location_target, org_target
 
 if TYPE_CHECKING:
     from app.graphql.identity.types import UserType
@@ -67,20 +67,21 @@ class LocationType(Node):
         )
 
 
-@strawberry.type(name="Company")
-class CompanyType(Node):
+@strawberry.interface(name="Organization", description="A reseller or a company.")
+class OrganizationType(Node):
     _row: strawberry.Private[Organization]
     id: strawberry.ID
     name: str
     email: str
-    enabled: bool = strawberry.field(description="The company's own switch (see also `active`).")
+    enabled: bool = strawberry.field(description="The organization's own switch.")
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Organization) -> CompanyType:
+    def from_row(cls, row: Organization) -> Any:
+        type_name = cls.__strawberry_definition__.name  # type: ignore[attr-defined]
         return cls(
             _row=row,
-            id=strawberry.ID(to_global_id("Company", row.id)),
+            id=strawberry.ID(to_global_id(type_name, row.id)),
             name=row.name,
             email=row.email,
             enabled=row.enabled,
@@ -88,7 +89,26 @@ class CompanyType(Node):
         )
 
     @strawberry.field(
-        description="The reseller the company belongs to; null when directly under the provider."
+        description="Enabled, and so is every organization above it: its users can log in."
+    )
+    async def active(self, info: Info) -> bool:
+        if not self._row.enabled:
+            return False
+        return await info.context.loaders.tree_enabled.load(self._row.parent_id)  # type: ignore[attr-defined]
+
+    @strawberry.field
+    def viewer_can_update(self, info: Info) -> bool:
+        return _can(info, capability_for(self._row), Action.UPDATE, org_target(self._row))
+
+    @strawberry.field
+    def viewer_can_delete(self, info: Info) -> bool:
+        return _can(info, capability_for(self._row), Action.DELETE, org_target(self._row))
+
+
+@strawberry.type(name="Company")
+class CompanyType(OrganizationType):
+    @strawberry.field(
+        description="The reseller the company belongs to; null when directly under the provider or when the reseller is outside your scope."
     )
     async def reseller(
         self, info: Info
@@ -118,14 +138,6 @@ class CompanyType(Node):
         return UserType.from_row(user) if user else None
 
     @strawberry.field
-    def viewer_can_update(self, info: Info) -> bool:
-        return _can(info, COMPANIES, Action.UPDATE, org_target(self._row))
-
-    @strawberry.field
-    def viewer_can_delete(self, info: Info) -> bool:
-        return _can(info, COMPANIES, Action.DELETE, org_target(self._row))
-
-    @strawberry.field
     def viewer_can_create_location(self, info: Info) -> bool:
         return _can(
             info, LOCATIONS, Action.CREATE, Target(kind="location", organization_id=self._row.id)
@@ -142,25 +154,7 @@ class CompanyType(Node):
 
 
 @strawberry.type(name="Reseller")
-class ResellerType(Node):
-    _row: strawberry.Private[Organization]
-    id: strawberry.ID
-    name: str
-    email: str
-    enabled: bool
-    created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Organization) -> ResellerType:
-        return cls(
-            _row=row,
-            id=strawberry.ID(to_global_id("Reseller", row.id)),
-            name=row.name,
-            email=row.email,
-            enabled=row.enabled,
-            created_at=row.created_at,
-        )
-
+class ResellerType(OrganizationType):
     @strawberry.field(extensions=guard(COMPANIES, Action.READ))
     async def companies(
         self, info: Info, first: int | None = None, after: str | None = None
@@ -179,11 +173,3 @@ class ResellerType(Node):
 
         user = await info.context.loaders.owner_by_org.load(self._row.id)
         return UserType.from_row(user) if user else None
-
-    @strawberry.field
-    def viewer_can_update(self, info: Info) -> bool:
-        return _can(info, RESELLERS, Action.UPDATE, org_target(self._row))
-
-    @strawberry.field
-    def viewer_can_delete(self, info: Info) -> bool:
-        return _can(info, RESELLERS, Action.DELETE, org_target(self._row))
