@@ -255,3 +255,26 @@ async def test_pagination_walks_every_company_once(world, gql):
         after = page["pageInfo"]["endCursor"]
     assert seen == ["A1", "A2", "B1", "P1"]
     assert page["totalCount"] == 4
+
+
+async def test_every_organization_id_the_api_hands_out_resolves_through_node(world, gql):
+    token = world.token("Provider", GA)
+    me = await gql("{ me { organization { id name kind } } }", token=token)
+    org = me["data"]["me"]["organization"]
+    assert org["kind"] == "PROVIDER"
+    node = await gql(
+        "query($id: ID!) { node(id: $id) { __typename ... on Organization { name viewerCanUpdate } } }",
+        {"id": org["id"]},
+        token=token,
+    )
+    assert node["data"]["node"] == {
+        "__typename": "ServiceProvider",
+        "name": "Provider",
+        "viewerCanUpdate": False,
+    }
+    # Reseller staff: the provider is outside their scope.
+    hidden = await gql(
+        "query($id: ID!) { node(id: $id) { id } }", {"id": org["id"]}, token=world.token("R1", GA)
+    )
+    assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert hidden["data"] is None

@@ -50,6 +50,13 @@ def _resellers_hang_under_the_provider(p: Principal, action: Action) -> bool:
 
 INFO_ONLY = frozenset({Action.READ, Action.UPDATE})
 
+PROVIDER = Capability(
+    "provider",
+    "the service provider",
+    {Portal.RESELLER: F.CLIENT_COMPANIES},
+    # The root is created by `tenantry bootstrap`; through the API it is only read.
+    actions={Portal.RESELLER: frozenset({Action.READ})},
+)
 RESELLERS = Capability(
     "reseller",
     "resellers",
@@ -87,4 +94,4 @@ USERS = Capability(
 )
 AUDIT_LOG = Capability("audit_entry", "logs", {Portal.RESELLER: F.LOGS})
 
-ALL: tuple[Capability, ...] = (RESELLERS, COMPANIES, LOCATIONS, USERS, AUDIT_LOG)
+ALL: tuple[Capability, ...] = (PROVIDER, RESELLERS, COMPANIES, LOCATIONS, USERS, AUDIT_LOG)

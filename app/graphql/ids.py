@@ -5,6 +5,14 @@ from __future__ import annotations
 import base64
 
 from app.errors import BadInput
+from app.models.tenancy import OrgKind
+
+# The GraphQL type name of each kind of organization: the names `node(id:)` knows them by.
+ORG_TYPE_NAMES: dict[OrgKind, str] = {
+    OrgKind.PROVIDER: "ServiceProvider",
+    OrgKind.RESELLER: "Reseller",
+    OrgKind.COMPANY: "Company",
+}
 
 
 def to_global_id(type_name: str, pk: int) -> str:

@@ -27,7 +27,12 @@ from app.graphql.identity.types import UserType
 from app.graphql.permissions import authenticated
 from app.graphql.tenancy.mutations import TenancyMutation
 from app.graphql.tenancy.queries import TenancyQuery
-from app.graphql.tenancy.types import CompanyType, LocationType, ResellerType
+from app.graphql.tenancy.types import (
+    CompanyType,
+    LocationType,
+    ResellerType,
+    ServiceProviderType,
+)
 from app.settings import get_settings
 
 
@@ -80,7 +85,7 @@ def build_schema() -> strawberry.Schema:
     return TenantrySchema(
         query=Query,
         mutation=Mutation,
-        types=[CompanyType, ResellerType, LocationType, UserType],
+        types=[ServiceProviderType, CompanyType, ResellerType, LocationType, UserType],
         extensions=[
             # The limit rules are built once: ValidationCache keys on the rule classes, and a
             # limiter built per request brings new classes, so the cache would never hit.

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from tortoise.expressions import Subquery
 
 from app.authz import scope
-from app.authz.capabilities import COMPANIES, LOCATIONS, RESELLERS, Capability
+from app.authz.capabilities import COMPANIES, LOCATIONS, PROVIDER, RESELLERS, Capability
 from app.authz.matrix import Action, load_matrix
 from app.authz.principal import Principal, Target
 from app.db import column
@@ -23,7 +23,7 @@ DEFAULT_LOCATION_NAME = "Default location"
 
 
 def capability_for(org: Organization) -> Capability:
-    return RESELLERS if org.kind is OrgKind.RESELLER else COMPANIES
+    return {OrgKind.PROVIDER: PROVIDER, OrgKind.RESELLER: RESELLERS}.get(org.kind, COMPANIES)
 
 
 def org_target(org: Organization) -> Target:

@@ -12,17 +12,11 @@ from strawberry.scalars import JSON
 
 from app.graphql.common import Node
 from app.graphql.context import Context
-from app.graphql.ids import to_global_id
+from app.graphql.ids import ORG_TYPE_NAMES, to_global_id
 from app.models import AuditEntry, Organization, OrgKind
 
 Info = strawberry.Info[Context, Any]
 
-# The GraphQL type name of each kind of organization (the types of app.graphql.tenancy).
-ORG_TYPE_NAMES: dict[OrgKind, str] = {
-    OrgKind.PROVIDER: "ServiceProvider",
-    OrgKind.RESELLER: "Reseller",
-    OrgKind.COMPANY: "Company",
-}
 
 _LOADER_ATTR = "_audit_org_kinds"
 

@@ -13,19 +13,13 @@ from strawberry.dataloader import DataLoader
 from app.authz.matrix import Action
 from app.graphql.common import Node
 from app.graphql.context import Context
-from app.graphql.ids import to_global_id
-from app.models import Location, Organization, OrgKind, User
+from app.graphql.ids import ORG_TYPE_NAMES, to_global_id
+from app.models import Location, Organization, User
 
 if TYPE_CHECKING:
     from app.graphql.tenancy.types import CompanyType, LocationType
 
 Info = strawberry.Info[Context, Any]
-
-ORG_TYPE_NAMES: dict[OrgKind, str] = {
-    OrgKind.PROVIDER: "ServiceProvider",
-    OrgKind.RESELLER: "Reseller",
-    OrgKind.COMPANY: "Company",
-}
 
 
 class UserLoaders:

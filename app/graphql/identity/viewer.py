@@ -8,17 +8,10 @@ import strawberry
 
 from app.authz.matrix import Action, load_matrix
 from app.authz.principal import Principal
-from app.graphql.identity.types import UserType
+from app.graphql.identity.types import UserOrganization, UserType
 from app.graphql.ids import to_global_id
-from app.models import ApiKey, Organization, OrgKind
+from app.models import ApiKey
 from app.services.auth import Session, ViewerRows
-
-# The global id type name of each kind of organization (the names `node(id:)` knows them by).
-ORG_TYPE_NAMES = {
-    OrgKind.PROVIDER: "ServiceProvider",
-    OrgKind.RESELLER: "Reseller",
-    OrgKind.COMPANY: "Company",
-}
 
 
 @strawberry.type
@@ -37,21 +30,6 @@ class LoginPayload:
 
 
 @strawberry.type
-class ViewerOrganization:
-    id: strawberry.ID
-    name: str
-    kind: str = strawberry.field(description="PROVIDER, RESELLER or COMPANY.")
-
-    @classmethod
-    def from_row(cls, org: Organization) -> ViewerOrganization:
-        return cls(
-            id=strawberry.ID(to_global_id(ORG_TYPE_NAMES[org.kind], org.id)),
-            name=org.name,
-            kind=org.kind.value,
-        )
-
-
-@strawberry.type
 class ViewerPermission:
     functionality: str = strawberry.field(description="The portal's own word for it (the seed's).")
     access: str = strawberry.field(description="The matrix cell word for word: 'Full', 'Read'...")
@@ -66,7 +44,7 @@ class Viewer:
     user: UserType
     role: str
     portal: str = strawberry.field(description="The portal's label, e.g. 'Client Portal'.")
-    organization: ViewerOrganization
+    organization: UserOrganization
     permissions: list[ViewerPermission] = strawberry.field(
         description="Your role's row of the portal's matrix, in the matrix's order."
     )
@@ -92,7 +70,7 @@ class Viewer:
             user=UserType.from_row(rows.user),
             role=p.role.name,
             portal=portal.label,
-            organization=ViewerOrganization.from_row(rows.organization),
+            organization=UserOrganization.from_row(rows.organization),
             permissions=permissions,
             scope_restricted=p.company_ids is not None or p.location_ids is not None,
             auth_method=p.auth_method,

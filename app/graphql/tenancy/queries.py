@@ -8,14 +8,19 @@ import strawberry
 from tortoise.expressions import Q
 
 from app.authz import scope
-from app.authz.capabilities import COMPANIES, LOCATIONS, RESELLERS
+from app.authz.capabilities import COMPANIES, LOCATIONS, PROVIDER, RESELLERS
 from app.authz.matrix import Action
 from app.graphql.common import principal, register_node
 from app.graphql.context import Context
 from app.graphql.ids import pk_of
 from app.graphql.pagination import Connection, paginate
 from app.graphql.permissions import guard
-from app.graphql.tenancy.types import CompanyType, LocationType, ResellerType
+from app.graphql.tenancy.types import (
+    CompanyType,
+    LocationType,
+    ResellerType,
+    ServiceProviderType,
+)
 from app.models import Location, Organization, OrgKind
 from app.services.tenancy import location_in_scope, org_in_scope
 
@@ -44,6 +49,11 @@ async def _location(p, pk: int) -> LocationType:  # type: ignore[no-untyped-def]
     return LocationType.from_row(await location_in_scope(p, pk))
 
 
+async def _provider(p, pk: int) -> ServiceProviderType:  # type: ignore[no-untyped-def]
+    return ServiceProviderType.from_row(await org_in_scope(p, pk, OrgKind.PROVIDER))
+
+
+register_node("ServiceProvider", PROVIDER, _provider)
 register_node("Company", COMPANIES, _company)
 register_node("Reseller", RESELLERS, _reseller)
 register_node("Location", LOCATIONS, _location)

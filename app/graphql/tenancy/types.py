@@ -105,6 +105,11 @@ class OrganizationType(Node):
         return _can(info, capability_for(self._row), Action.DELETE, org_target(self._row))
 
 
+@strawberry.type(name="ServiceProvider", description="The root of the tree.")
+class ServiceProviderType(OrganizationType):
+    pass
+
+
 @strawberry.type(name="Company")
 class CompanyType(OrganizationType):
     @strawberry.field(
