@@ -207,7 +207,7 @@ async def test_reseller_entries_carry_reseller_and_provider_org_ids(world, gql):
 async def test_roles_without_logs_are_forbidden(world, gql, org, role):
     body = await gql(AUDIT_LOG, token=world.token(org, role))
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    assert body["data"] is None
+    assert body["data"] == {"auditLog": None}
 
 
 @pytest.mark.parametrize(

@@ -277,4 +277,13 @@ async def test_every_organization_id_the_api_hands_out_resolves_through_node(wor
         "query($id: ID!) { node(id: $id) { id } }", {"id": org["id"]}, token=world.token("R1", GA)
     )
     assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
-    assert hidden["data"] is None
+    assert hidden["data"] == {"node": None}
+
+
+async def test_a_denied_field_leaves_the_rest_of_the_answer(world, gql):
+    body = await gql(
+        "{ me { role } companies { totalCount } }", token=world.token("A1", "Location User")
+    )
+    assert body["data"] == {"me": {"role": "Location User"}, "companies": None}
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
+    assert body["errors"][0]["path"] == ["companies"]

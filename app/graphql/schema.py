@@ -42,7 +42,7 @@ class NodeQuery:
         extensions=authenticated(),
         description="Any object by its global id; NOT_FOUND when outside your scope.",
     )
-    async def node(self, info: strawberry.Info[Context, Any], id: strawberry.ID) -> Node:
+    async def node(self, info: strawberry.Info[Context, Any], id: strawberry.ID) -> Node | None:
         return await resolve_node(info, id)
 
 
@@ -55,6 +55,9 @@ Query = merge_types(
 Mutation = merge_types("Mutation", (IdentityMutation, TenancyMutation, UserMutation))
 
 
+# Guarded query fields are nullable: a field the viewer may not read, or an object outside
+# their scope, comes back as null with its error, and the rest of the answer survives (a
+# denied non-null field would null its parents up to `data: null`).
 class TenantrySchema(strawberry.Schema):
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         # Expected errors are part of the API; unexpected ones are logged by ErrorCodes.

@@ -85,6 +85,6 @@ class AuditQuery:
         first: int | None = None,
         after: str | None = None,
         filter: AuditLogFilter | None = None,
-    ) -> Connection[AuditEntryType]:
+    ) -> Connection[AuditEntryType] | None:
         query = apply_filter(AuditEntry.filter(audit_q(principal(info))), filter)
         return await paginate(query, first, after, AuditEntryType.from_row, descending=True)

@@ -59,7 +59,7 @@ class UserQuery:
         first: int | None = None,
         after: str | None = None,
         filter: UserFilter | None = None,
-    ) -> Connection[UserType]:
+    ) -> Connection[UserType] | None:
         query = User.filter(visible_users_q(principal(info)))
         if filter is not None:
             if filter.organization_id:
@@ -76,7 +76,7 @@ class UserQuery:
     @strawberry.field(
         extensions=guard(USERS, Action.READ), description="NOT_FOUND outside your scope."
     )
-    async def user(self, info: Info, id: strawberry.ID) -> UserType:
+    async def user(self, info: Info, id: strawberry.ID) -> UserType | None:
         type_name, pk = from_global_id(id)
         if type_name != "User":
             raise BadInput("expected the id of a User", field="id")

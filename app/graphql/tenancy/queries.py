@@ -68,7 +68,7 @@ class TenancyQuery:
         first: int | None = None,
         after: str | None = None,
         filter: CompanyFilter | None = None,
-    ) -> Connection[CompanyType]:
+    ) -> Connection[CompanyType] | None:
         query = Organization.filter(scope.company_q(principal(info)))
         if filter is not None:
             if filter.reseller_id:
@@ -84,18 +84,18 @@ class TenancyQuery:
         return await paginate(query, first, after, CompanyType.from_row)
 
     @strawberry.field(extensions=guard(COMPANIES, Action.READ))
-    async def company(self, info: Info, id: strawberry.ID) -> CompanyType:
+    async def company(self, info: Info, id: strawberry.ID) -> CompanyType | None:
         return await _company(principal(info), pk_of(id, "Company"))
 
     @strawberry.field(extensions=guard(RESELLERS, Action.READ))
     async def resellers(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[ResellerType]:
+    ) -> Connection[ResellerType] | None:
         query = Organization.filter(scope.org_q(principal(info)), kind=OrgKind.RESELLER.value)
         return await paginate(query, first, after, ResellerType.from_row)
 
     @strawberry.field(extensions=guard(RESELLERS, Action.READ))
-    async def reseller(self, info: Info, id: strawberry.ID) -> ResellerType:
+    async def reseller(self, info: Info, id: strawberry.ID) -> ResellerType | None:
         return await _reseller(principal(info), pk_of(id, "Reseller"))
 
     @strawberry.field(extensions=guard(LOCATIONS, Action.READ))
@@ -105,12 +105,12 @@ class TenancyQuery:
         company_id: strawberry.ID | None = None,
         first: int | None = None,
         after: str | None = None,
-    ) -> Connection[LocationType]:
+    ) -> Connection[LocationType] | None:
         query = Location.filter(scope.location_q(principal(info)))
         if company_id:
             query = query.filter(Q(company_id=pk_of(company_id, "Company", "companyId")))
         return await paginate(query, first, after, LocationType.from_row)
 
     @strawberry.field(extensions=guard(LOCATIONS, Action.READ))
-    async def location(self, info: Info, id: strawberry.ID) -> LocationType:
+    async def location(self, info: Info, id: strawberry.ID) -> LocationType | None:
         return await _location(principal(info), pk_of(id, "Location"))

@@ -126,7 +126,7 @@ class CompanyType(OrganizationType):
     @strawberry.field(
         extensions=guard(LOCATIONS, Action.READ), description="Locations in your scope."
     )
-    async def locations(self, info: Info) -> list[LocationType]:
+    async def locations(self, info: Info) -> list[LocationType] | None:
         rows = await info.context.loaders.locations_by_company.load(self._row.id)
         return [LocationType.from_row(r) for r in rows]
 
@@ -163,7 +163,7 @@ class ResellerType(OrganizationType):
     @strawberry.field(extensions=guard(COMPANIES, Action.READ))
     async def companies(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[CompanyType]:
+    ) -> Connection[CompanyType] | None:
         query = Organization.filter(scope.company_q(principal(info)), parent_id=self._row.id)
         return await paginate(query, first, after, CompanyType.from_row)
 
