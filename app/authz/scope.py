@@ -65,3 +65,12 @@ def user_q(p: Principal) -> Q:
     inside = User.filter(q, scope_restricted=True, scope_locations__id__in=own).values("id")
     wider = User.filter(scope_locations__id__not_in=own).values("id")
     return Q(id__in=Subquery(inside)) & ~Q(id__in=Subquery(wider))
+
+
+def job_q(p: Principal) -> Q:
+    """Jobs the principal may see: of an organization in scope, and of a functionality whose
+    matrix cell lets the principal read. (Jobs of no organization are the platform's own.)"""
+    from app.authz.matrix import Action
+
+    readable = [f.value for f, cell in p.grants.items() if Action.READ in cell.actions]
+    return org_q(p, "organization") & _q(functionality__in=readable)

@@ -2,11 +2,14 @@
 
 from app.models.audit import AuditEntry
 from app.models.identity import ApiKey, LoginThrottle, SessionToken, User
+from app.models.jobs import Job, JobState
 from app.models.tenancy import Location, Organization, OrgKind
 
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "Job",
+    "JobState",
     "Location",
     "LoginThrottle",
     "OrgKind",

@@ -1,0 +1,1 @@
+"""Importing this module registers every job kind (see app.jobs.registry)."""

@@ -1,0 +1,264 @@
+"""Job rows and their state machine. The row is the truth; the broker carries ids only.
+
+QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED, and RUNNING → QUEUED on a retry.
+Every transition is one conditional UPDATE, so a duplicated message, a second worker or a
+recovery sweep racing a live worker changes nothing: whoever loses the race does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F, Q
+
+from app.db import column
+from app.errors import BadInput, Conflict
+from app.jobs import registry
+from app.models import Job, JobState, Organization
+from app.services.actor import Actor
+from app.services.audit import audited
+
+# Seconds without a heartbeat after which a RUNNING job is taken to have lost its worker.
+HEARTBEAT_INTERVAL = 5.0
+STALE_AFTER = timedelta(seconds=30)
+# A QUEUED job not picked up within this time is sent again (the broker lost it).
+UNCLAIMED_AFTER = timedelta(seconds=60)
+
+Dispatcher = Callable[[int, int | None], None]
+_dispatcher: Dispatcher | None = None
+
+
+def set_dispatcher(dispatch: Dispatcher | None) -> None:
+    """The broker module registers how a job id reaches a worker (`dispatch(id, delay_ms)`)."""
+    global _dispatcher
+    _dispatcher = dispatch
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def dispatch(job_id: int, delay_ms: int | None = None) -> None:
+    if _dispatcher is None:
+        raise RuntimeError("no broker configured: call workers.broker.setup() first")
+    await Job.filter(id=job_id).update(enqueued_at=now())
+    _dispatcher(job_id, delay_ms)
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """What subscribers see of a job after each change."""
+
+    id: int
+    state: str
+    progress_percent: int
+    progress_message: str
+    error: str | None
+
+
+EventPublisher = Callable[[JobEvent], Any]
+_publishers: list[EventPublisher] = []
+
+
+def on_event(publisher: EventPublisher) -> None:
+    _publishers.append(publisher)
+
+
+async def _publish(job_id: int) -> None:
+    if not _publishers:
+        return
+    job = await Job.get_or_none(id=job_id)
+    if job is None:
+        return
+    event = JobEvent(job.id, job.state.value, job.progress_percent, job.progress_message, job.error)
+    for publish in _publishers:
+        result = publish(event)
+        if hasattr(result, "__await__"):
+            await result
+
+
+async def create(
+    actor: Actor | None,
+    kind_name: str,
+    organization: Organization | None,
+    params: dict[str, Any] | None = None,
+    dedup_key: str | None = None,
+) -> tuple[Job, bool]:
+    """A new QUEUED job, sent to the broker after its row is committed. With `dedup_key`, a
+    second call returns the existing job (False) instead of creating another."""
+    try:
+        kind = registry.get(kind_name)
+    except KeyError as exc:
+        raise BadInput(str(exc), field="kind") from None
+    if dedup_key is not None:
+        existing = await Job.get_or_none(dedup_key=dedup_key)
+        if existing is not None:
+            return existing, False
+    fields: dict[str, Any] = dict(
+        kind=kind.name,
+        functionality=kind.functionality.value,
+        organization=organization,
+        requested_by_id=actor.principal.user_id if actor and actor.principal else None,
+        params=params or {},
+        max_attempts=kind.max_attempts,
+        dedup_key=dedup_key,
+    )
+    try:
+        if actor is not None:
+            async with audited(
+                actor, "jobCreate", "Job", organization_id=organization.id if organization else None
+            ) as entry:
+                job = await Job.create(**fields)
+                entry.bind(job.id, kind=kind.name)
+        else:
+            job = await Job.create(**fields)
+    except IntegrityError:
+        if dedup_key is None:
+            raise
+        existing = await Job.get_or_none(dedup_key=dedup_key)
+        if existing is None:
+            raise
+        return existing, False
+    await dispatch(job.id)
+    await _publish(job.id)
+    return job, True
+
+
+async def claim(job_id: int, worker_id: str) -> Job | None:
+    """Take the job for this worker: QUEUED, or RUNNING with a stale heartbeat (its worker
+    died). None when somebody else has it or it is finished (a duplicate delivery)."""
+    at = now()
+    cancelled = await Job.filter(id=job_id, state=JobState.QUEUED, cancel_requested=True).update(
+        state=JobState.CANCELLED, finished_at=at
+    )
+    if cancelled:
+        await _publish(job_id)
+        return None
+    taken = await Job.filter(
+        Q(id=job_id)
+        & (Q(state=JobState.QUEUED) | Q(state=JobState.RUNNING, heartbeat_at__lt=at - STALE_AFTER))
+    ).update(
+        state=JobState.RUNNING,
+        worker_id=worker_id,
+        heartbeat_at=at,
+        attempts=F("attempts") + 1,
+    )
+    if not taken:
+        return None
+    await Job.filter(id=job_id, started_at=None).update(started_at=at)
+    await _publish(job_id)
+    return await Job.get(id=job_id)
+
+
+async def heartbeat(job_id: int, worker_id: str) -> bool:
+    """Keep the claim alive. False when the job is no longer this worker's."""
+    return bool(
+        await Job.filter(id=job_id, worker_id=worker_id, state=JobState.RUNNING).update(
+            heartbeat_at=now()
+        )
+    )
+
+
+async def cancel_requested(job_id: int) -> bool:
+    return await Job.filter(id=job_id, cancel_requested=True).exists()
+
+
+async def progress(
+    job_id: int,
+    worker_id: str,
+    percent: int,
+    message: str = "",
+    checkpoint: dict[str, Any] | None = None,
+) -> bool:
+    changes: dict[str, Any] = {
+        "progress_percent": max(0, min(100, int(percent))),
+        "progress_message": message[:500],
+        "heartbeat_at": now(),
+    }
+    if checkpoint is not None:
+        changes["checkpoint"] = checkpoint
+    updated = await Job.filter(id=job_id, worker_id=worker_id, state=JobState.RUNNING).update(
+        **changes
+    )
+    if updated:
+        await _publish(job_id)
+    return bool(updated)
+
+
+async def _finish(job_id: int, worker_id: str, state: JobState, **changes: Any) -> bool:
+    updated = await Job.filter(id=job_id, worker_id=worker_id, state=JobState.RUNNING).update(
+        state=state, finished_at=now(), **changes
+    )
+    if updated:
+        await _publish(job_id)
+    return bool(updated)
+
+
+async def succeed(job_id: int, worker_id: str, result: dict[str, Any] | None) -> bool:
+    return await _finish(
+        job_id, worker_id, JobState.SUCCEEDED, result=result or {}, progress_percent=100
+    )
+
+
+async def cancelled(job_id: int, worker_id: str) -> bool:
+    return await _finish(job_id, worker_id, JobState.CANCELLED)
+
+
+async def fail(job_id: int, worker_id: str, error: str) -> bool:
+    return await _finish(job_id, worker_id, JobState.FAILED, error=error[:4000])
+
+
+async def retry_later(job_id: int, worker_id: str, error: str, delay_ms: int) -> bool:
+    """A transient failure: back to QUEUED (attempts are counted at each claim) and sent again
+    after `delay_ms`; FAILED once the attempts are used up."""
+    job = await Job.get_or_none(id=job_id)
+    if job is None:
+        return False
+    if job.attempts >= job.max_attempts:
+        return await fail(job_id, worker_id, f"gave up after {job.attempts} attempts: {error}")
+    updated = await Job.filter(id=job_id, worker_id=worker_id, state=JobState.RUNNING).update(
+        state=JobState.QUEUED, worker_id="", error=error[:4000]
+    )
+    if updated:
+        await _publish(job_id)
+        await dispatch(job_id, delay_ms)
+    return bool(updated)
+
+
+async def request_cancel(actor: Actor, job: Job) -> Job:
+    """Cooperative: a QUEUED job is cancelled at once; a RUNNING one stops at its next step."""
+    if job.state in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}:
+        raise Conflict(f"the job is already {job.state.value.lower()}")
+    async with audited(actor, "jobCancel", "Job", job.id, job.organization_id) as entry:  # type: ignore[attr-defined]
+        queued = await Job.filter(id=job.id, state=JobState.QUEUED).update(
+            state=JobState.CANCELLED, cancel_requested=True, finished_at=now()
+        )
+        if not queued:
+            await Job.filter(id=job.id, state=JobState.RUNNING).update(cancel_requested=True)
+        entry.details["state"] = "CANCELLED" if queued else "cancel requested"
+    await _publish(job.id)
+    return await Job.get(id=job.id)
+
+
+async def recover(at: datetime | None = None) -> list[int]:
+    """Send again the jobs a dead worker left RUNNING (stale heartbeat) and the QUEUED jobs the
+    broker lost (never picked up). Claiming stays conditional, so a live worker keeps its job."""
+    at = at or now()
+    stale = await column(
+        Job.filter(state=JobState.RUNNING, heartbeat_at__lt=at - STALE_AFTER), "id"
+    )
+    lost = await column(
+        Job.filter(
+            Q(state=JobState.QUEUED)
+            & (Q(enqueued_at__lt=at - UNCLAIMED_AFTER) | Q(enqueued_at=None))
+        ),
+        "id",
+    )
+    ids: list[int] = sorted({*stale, *lost})
+    for job_id in ids:
+        await dispatch(job_id)
+    return ids
