@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = [
@@ -86,3 +86,48 @@ def record_graphql_operation(name: str | None, outcome: str) -> None:
 
 def metrics_text() -> bytes:
     return generate_latest(REGISTRY)
+
+
+# --- background jobs: gauges refreshed from the database at each scrape --------------------
+
+JOBS_BY_STATE = Gauge(
+    "tenantry_jobs",
+    "Jobs by state (all processes, from the database).",
+    ["state"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "tenantry_job_queue_depth", "Jobs waiting for a worker (state QUEUED).", registry=REGISTRY
+)
+JOB_DURATION = Gauge(
+    "tenantry_job_duration_seconds",
+    "Run time of jobs finished in the last hour, by kind and quantile.",
+    ["kind", "quantile"],
+    registry=REGISTRY,
+)
+JOB_WAIT = Gauge(
+    "tenantry_job_wait_seconds",
+    "Time from creation to start of jobs started in the last hour, by kind and quantile.",
+    ["kind", "quantile"],
+    registry=REGISTRY,
+)
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def refresh_job_metrics() -> None:
+    from app.services.job_stats import collect
+
+    stats = await collect()
+    for state, n in stats.by_state.items():
+        JOBS_BY_STATE.labels(state).set(n)
+    QUEUE_DEPTH.set(stats.by_state.get("QUEUED", 0))
+    for gauge, series in ((JOB_DURATION, stats.durations), (JOB_WAIT, stats.waits)):
+        gauge.clear()
+        for kind, values in series.items():
+            for q in QUANTILES:
+                gauge.labels(kind, str(q)).set(_quantile(values, q))
