@@ -3,6 +3,7 @@
 from app.models.audit import AuditEntry
 from app.models.identity import ApiKey, LoginThrottle, SessionToken, User
 from app.models.jobs import Job, JobState
+from app.models.scheduling import ScheduledTick, SchedulerLease
 from app.models.tenancy import Location, Organization, OrgKind
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "LoginThrottle",
     "OrgKind",
     "Organization",
+    "ScheduledTick",
+    "SchedulerLease",
     "SessionToken",
     "User",
 ]
