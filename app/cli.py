@@ -229,5 +229,17 @@ def serve(host: str | None, port: int | None, reload: bool, log_level: str) -> N
     )
 
 
+@main.command()
+@click.option("--log-level", default="INFO", show_default=True)
+def scheduler(log_level: str) -> None:
+    """Run the periodic schedules (several may run: each tick fires once, in one of them)."""
+    from app.logging_setup import configure_logging
+    from workers.scheduler import serve_scheduler
+
+    configure_logging(log_level.upper())
+    settings = _settings()
+    asyncio.run(serve_scheduler(settings))
+
+
 if __name__ == "__main__":
     main()

@@ -56,6 +56,17 @@ class Settings:
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     # Benchmarks only: serve with field guards bypassed to measure what authorization costs.
     bench_bypass_authorization: bool = False
+    # Scheduler (workers/schedules.py): cron expressions, a 6th field is seconds; "" turns a
+    # schedule off. Extra schedules "name|cron|job.kind" (TENANTRY_SCHEDULES, ';'-separated).
+    schedule_recovery: str = "* * * * * */15"
+    schedule_purge: str = "0 * * * *"
+    schedules_extra: tuple[str, ...] = field(default_factory=tuple)
+    # Leader lease of the scheduler group (0: no lease, the unique tick row alone decides).
+    scheduler_lease_seconds: int = 10
+    # Fired-tick rows kept per schedule (the latest one is always kept).
+    scheduler_tick_retention_seconds: int = 86_400
+    # The scheduler inside `tenantry serve`: None = on when no REDIS_URL (embedded mode).
+    embedded_scheduler: bool | None = None
 
     @property
     def is_production(self) -> bool:
@@ -117,6 +128,20 @@ def load_settings() -> Settings:
             p.strip()
             for p in os.environ.get("TENANTRY_TRUSTED_PROXIES", "").split(",")
             if p.strip()
+        ),
+        schedule_recovery=os.environ.get("TENANTRY_SCHEDULE_RECOVERY", Settings.schedule_recovery),
+        schedule_purge=os.environ.get("TENANTRY_SCHEDULE_PURGE", Settings.schedule_purge),
+        schedules_extra=tuple(
+            s.strip() for s in os.environ.get("TENANTRY_SCHEDULES", "").split(";") if s.strip()
+        ),
+        scheduler_lease_seconds=_int("TENANTRY_SCHEDULER_LEASE", Settings.scheduler_lease_seconds),
+        scheduler_tick_retention_seconds=_int(
+            "TENANTRY_SCHEDULER_TICK_RETENTION", Settings.scheduler_tick_retention_seconds
+        ),
+        embedded_scheduler=(
+            _bool("TENANTRY_EMBEDDED_SCHEDULER", True)
+            if os.environ.get("TENANTRY_EMBEDDED_SCHEDULER")
+            else None
         ),
     )
     settings.validate()

@@ -1,0 +1,88 @@
+"""The periodic schedules: a small declarative list, tuned or turned off through settings.
+
+A schedule has a name, a cron expression (croniter; a 6th field is seconds: `* * * * * */15`)
+and what to do at each tick: enqueue a job of a registered kind (one job per tick at most, by
+its dedup key) or run a callable inside the scheduler itself (the recovery sweep).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from croniter import croniter
+
+from app.settings import Settings, get_settings
+
+Call = Callable[[], Awaitable[Any]]
+
+RECOVERY = "jobs.recover"
+PURGE = "maintenance.purge"
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    name: str
+    cron: str
+    job_kind: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    call: Call | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > 100:
+            raise ValueError(f"a schedule needs a name of 1 to 100 characters: {self.name!r}")
+        if (self.job_kind is None) == (self.call is None):
+            raise ValueError(f"schedule {self.name!r}: give either a job kind or a callable")
+        if not croniter.is_valid(self.cron):
+            raise ValueError(f"schedule {self.name!r}: invalid cron expression {self.cron!r}")
+
+    def latest_tick(self, now: datetime) -> datetime:
+        """The most recent tick at or before `now` (UTC, whole seconds)."""
+        # croniter's get_prev is strictly before its start: start just after `now`.
+        start = now.astimezone(UTC) + timedelta(microseconds=1)
+        return _utc(croniter(self.cron, start).get_prev(datetime))
+
+    def next_tick(self, now: datetime) -> datetime:
+        """The first tick strictly after `now`."""
+        return _utc(croniter(self.cron, now.astimezone(UTC)).get_next(datetime))
+
+    def dedup_key(self, tick: datetime) -> str:
+        return f"schedule:{self.name}:{tick.astimezone(UTC).isoformat()}"
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(fold=0)
+
+
+async def _recover() -> Any:
+    from app.services import jobs
+
+    return await jobs.recover()
+
+
+def parse_extra(entry: str) -> Schedule:
+    """`name|cron|job.kind` (from TENANTRY_SCHEDULES) → a job schedule."""
+    parts = [p.strip() for p in entry.split("|")]
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"a schedule is 'name|cron|job.kind', not {entry!r}")
+    name, cron, kind = parts
+    return Schedule(name, cron, job_kind=kind)
+
+
+def default_schedules(settings: Settings | None = None) -> list[Schedule]:
+    """The schedules in force: the recovery sweep, the hourly purge, and any extra ones.
+    An empty cron expression in the settings turns a schedule off."""
+    settings = settings or get_settings()
+    schedules: list[Schedule] = []
+    if settings.schedule_recovery.strip():
+        schedules.append(Schedule(RECOVERY, settings.schedule_recovery.strip(), call=_recover))
+    if settings.schedule_purge.strip():
+        schedules.append(Schedule(PURGE, settings.schedule_purge.strip(), job_kind=PURGE))
+    schedules.extend(parse_extra(entry) for entry in settings.schedules_extra)
+    names = [s.name for s in schedules]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"schedule names must be unique: {', '.join(duplicates)}")
+    return schedules
