@@ -21,6 +21,7 @@ from app.graphql.app import TenantryGraphQL
 from app.graphql.schema import schema
 from app.middleware import RequestMiddleware
 from app.observability import CONTENT_TYPE_LATEST, metrics_text
+from app.services import events
 from app.settings import Settings, get_settings
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -57,11 +58,15 @@ def create_app(settings: Settings | None = None, *, manage_orm: bool = True) -> 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if not manage_orm:
-            yield
-            return
-        async with RegisterTortoise(app, config=tortoise_config(settings)):
-            yield
+        events.install(settings)  # job events reach this process's subscribers
+        try:
+            if not manage_orm:
+                yield
+                return
+            async with RegisterTortoise(app, config=tortoise_config(settings)):
+                yield
+        finally:
+            await events.shutdown()
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),

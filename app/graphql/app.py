@@ -9,8 +9,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 
-from app.graphql.context import Context, build_context
+from app.graphql.context import Context, authenticate_connection, build_context
 from app.settings import get_settings
 
 STATIC_PREFIX = "/static/graphiql"
@@ -52,7 +54,10 @@ IDE_HTML = """<!doctype html>
     <script>
       (function () {
         var config = __CONFIG__;
-        var fetcher = GraphiQL.createFetcher({ url: config.url });
+        // Subscriptions go over graphql-transport-ws; GraphiQL sends the Headers tab
+        // (the Authorization header) as the connection_init payload.
+        var wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + config.url;
+        var fetcher = GraphiQL.createFetcher({ url: config.url, subscriptionUrl: wsUrl });
         var root = ReactDOM.createRoot(document.getElementById("graphiql"));
         root.render(
           React.createElement(GraphiQL, {
@@ -82,6 +87,17 @@ def graphiql_html(
 
 
 class TenantryGraphQL(GraphQL):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Subscriptions speak graphql-transport-ws only (the legacy graphql-ws is retired).
+        kwargs.setdefault("subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL,))
+        super().__init__(*args, **kwargs)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:  # type: ignore[override]
+        # The credential may come in connection_init; a missing or bad one is not refused
+        # here: each operation answers UNAUTHENTICATED, as over HTTP.
+        await authenticate_connection(context)
+        return UNSET
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:  # type: ignore[override]
         return await build_context(request, response)
 

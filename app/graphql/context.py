@@ -26,6 +26,8 @@ class Context:
     loaders: Loaders = field(default_factory=Loaders)
     # Authorization bypass, for the benchmark's "authorization off" comparison only.
     bypass_authorization: bool = False
+    # WebSocket only: the graphql-transport-ws `connection_init` payload (Strawberry sets it).
+    connection_params: dict[str, Any] | None = None
 
     def require_principal(self) -> Principal:
         if self.principal is not None:
@@ -60,11 +62,23 @@ async def build_context(conn: HTTPConnection | None, response: Any = None) -> Co
     ctx.client_address = getattr(conn.state, "client_address", None) or (
         conn.client.host if conn.client else ""
     )
-    credential = bearer_from(conn)
+    await authenticate(ctx, bearer_from(conn))
+    return ctx
+
+
+async def authenticate(ctx: Context, credential: str | None) -> None:
+    """Resolve the principal of a bearer credential (none: anonymous) and its loaders."""
     if credential:
         try:
             ctx.principal = await principal_for_bearer(credential)
+            ctx.auth_error = None
         except TenantryError as exc:
             ctx.auth_error = exc
     ctx.loaders = Loaders(ctx.principal)
-    return ctx
+
+
+async def authenticate_connection(ctx: Context) -> None:
+    """A WebSocket's credential: the upgrade request's Authorization header, else the
+    `Authorization` entry of the connection_init payload (browsers cannot set headers)."""
+    if ctx.principal is None and ctx.request is not None:
+        await authenticate(ctx, bearer_from(ctx.request, ctx.connection_params))

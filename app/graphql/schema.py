@@ -3,6 +3,7 @@ error shaping every request goes through."""
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 
 import strawberry
@@ -24,6 +25,9 @@ from app.graphql.errors import ErrorCodes, shape_errors
 from app.graphql.identity.mutations import IdentityMutation
 from app.graphql.identity.queries import IdentityQuery
 from app.graphql.identity.types import UserType
+from app.graphql.jobs.mutations import JobMutation
+from app.graphql.jobs.queries import JobQuery
+from app.graphql.jobs.subscriptions import JobSubscription
 from app.graphql.permissions import authenticated
 from app.graphql.tenancy.mutations import TenancyMutation
 from app.graphql.tenancy.queries import TenancyQuery
@@ -50,9 +54,10 @@ from app.graphql.identity.user_mutations import UserMutation  # noqa: E402
 from app.graphql.identity.user_queries import UserQuery  # noqa: E402
 
 Query = merge_types(
-    "Query", (NodeQuery, AuthzQuery, IdentityQuery, TenancyQuery, AuditQuery, UserQuery)
+    "Query", (NodeQuery, AuthzQuery, IdentityQuery, TenancyQuery, AuditQuery, UserQuery, JobQuery)
 )
-Mutation = merge_types("Mutation", (IdentityMutation, TenancyMutation, UserMutation))
+Mutation = merge_types("Mutation", (IdentityMutation, TenancyMutation, UserMutation, JobMutation))
+Subscription = merge_types("Subscription", (JobSubscription,))
 
 
 # Guarded query fields are nullable: a field the viewer may not read, or an object outside
@@ -78,6 +83,21 @@ class TenantrySchema(strawberry.Schema):
             result.errors = shape_errors(result.errors, getattr(context_value, "request_id", ""))
         return result
 
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        # Subscriptions (and operations over WebSocket): every result leaves with its code,
+        # like an HTTP answer, including the refusal before the stream starts.
+        source = await super().stream(*args, **kwargs)
+        request_id = getattr(kwargs.get("context_value"), "request_id", "")
+
+        async def shaped() -> Any:
+            async with aclosing(source):
+                async for result in source:
+                    if getattr(result, "errors", None):
+                        result.errors = shape_errors(result.errors, request_id)
+                    yield result
+
+        return shaped()
+
 
 def build_schema() -> strawberry.Schema:
     settings = get_settings()
@@ -88,6 +108,7 @@ def build_schema() -> strawberry.Schema:
     return TenantrySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[ServiceProviderType, CompanyType, ResellerType, LocationType, UserType],
         extensions=[
             # The limit rules are built once: ValidationCache keys on the rule classes, and a

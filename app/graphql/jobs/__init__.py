@@ -1,0 +1,1 @@
+"""Background jobs: queries, cancellation, starters, and live progress over WebSocket."""
