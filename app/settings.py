@@ -56,6 +56,19 @@ class Settings:
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     # Benchmarks only: serve with field guards bypassed to measure what authorization costs.
     bench_bypass_authorization: bool = False
+    # Background jobs (workers/): job heartbeats and the recovery windows of app.services.jobs,
+    # the retry backoff of transient failures, and the Redis broker's own redelivery of a
+    # killed worker's messages (heartbeat timeout; maintenance chance per million commands).
+    job_heartbeat_ms: int = 5_000
+    job_stale_after_ms: int = 30_000
+    job_unclaimed_after_ms: int = 60_000
+    job_retry_base_ms: int = 2_000
+    job_retry_max_ms: int = 300_000
+    redis_namespace: str = "tenantry"
+    redis_heartbeat_timeout_ms: int = 15_000
+    redis_maintenance_chance: int = 10_000
+    # Worker threads of the in-process worker (embedded mode, no REDIS_URL).
+    embedded_worker_threads: int = 2
     # Scheduler (workers/schedules.py): cron expressions, a 6th field is seconds; "" turns a
     # schedule off. Extra schedules "name|cron|job.kind" (TENANTRY_SCHEDULES, ';'-separated).
     schedule_recovery: str = "* * * * * */15"
@@ -124,6 +137,23 @@ def load_settings() -> Settings:
         seed_demo=_bool("TENANTRY_SEED_DEMO", not production),
         demo_password=os.environ.get("TENANTRY_DEMO_PASSWORD", DEMO_PASSWORD),
         bench_bypass_authorization=_bool("TENANTRY_BENCH_BYPASS_AUTHZ", False),
+        job_heartbeat_ms=_int("TENANTRY_JOB_HEARTBEAT_MS", Settings.job_heartbeat_ms),
+        job_stale_after_ms=_int("TENANTRY_JOB_STALE_AFTER_MS", Settings.job_stale_after_ms),
+        job_unclaimed_after_ms=_int(
+            "TENANTRY_JOB_UNCLAIMED_AFTER_MS", Settings.job_unclaimed_after_ms
+        ),
+        job_retry_base_ms=_int("TENANTRY_JOB_RETRY_BASE_MS", Settings.job_retry_base_ms),
+        job_retry_max_ms=_int("TENANTRY_JOB_RETRY_MAX_MS", Settings.job_retry_max_ms),
+        redis_namespace=os.environ.get("TENANTRY_REDIS_NAMESPACE", Settings.redis_namespace),
+        redis_heartbeat_timeout_ms=_int(
+            "TENANTRY_REDIS_HEARTBEAT_TIMEOUT_MS", Settings.redis_heartbeat_timeout_ms
+        ),
+        redis_maintenance_chance=_int(
+            "TENANTRY_REDIS_MAINTENANCE_CHANCE", Settings.redis_maintenance_chance
+        ),
+        embedded_worker_threads=_int(
+            "TENANTRY_EMBEDDED_WORKER_THREADS", Settings.embedded_worker_threads
+        ),
         trusted_proxies=tuple(
             p.strip()
             for p in os.environ.get("TENANTRY_TRUSTED_PROXIES", "").split(",")

@@ -1,1 +1,9 @@
-"""Importing this module registers every job kind (see app.jobs.registry)."""
+"""Kinds of background job: what each does, step by step, and who may see it.
+
+Importing this module registers them all (app.jobs.registry.load_kinds)."""
+
+from __future__ import annotations
+
+from app.jobs import audit_export, diagnostics, maintenance
+
+__all__ = ["audit_export", "diagnostics", "maintenance"]
