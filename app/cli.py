@@ -238,7 +238,10 @@ def scheduler(log_level: str) -> None:
 
     configure_logging(log_level.upper())
     settings = _settings()
-    asyncio.run(serve_scheduler(settings))
+    try:
+        asyncio.run(serve_scheduler(settings))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 if __name__ == "__main__":

@@ -301,3 +301,16 @@ async def test_the_embedded_scheduler_starts_with_the_app_and_stops(db, dispatch
     assert dispatched == [job.id]
     row = await ScheduledTick.get(name="embedded")
     assert row.job_id == job.id
+
+
+def test_the_scheduler_command_needs_redis(use_settings, monkeypatch):
+    from click.testing import CliRunner
+
+    from app import logging_setup
+    from app.cli import main
+
+    monkeypatch.setattr(logging_setup, "configure_logging", lambda level: None)
+    use_settings(redis_url=None)
+    result = CliRunner().invoke(main, ["scheduler"])
+    assert result.exit_code == 1
+    assert "tenantry scheduler sends jobs through Redis: set REDIS_URL" in result.output

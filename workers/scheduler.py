@@ -31,7 +31,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
 from app.models import ScheduledTick, SchedulerLease
-from app.settings import Settings, get_settings
+from app.settings import Settings, SettingsError, get_settings
 from workers.schedules import Schedule, default_schedules
 
 log = logging.getLogger("tenantry.scheduler")
@@ -222,16 +222,21 @@ async def serve_scheduler(settings: Settings | None = None) -> None:
     from tortoise.context import TortoiseContext
 
     from app.db import tortoise_config
-    from workers import broker
+    from workers.broker import setup as setup_broker
 
     settings = settings or get_settings()
+    if not settings.redis_url:
+        raise SettingsError(
+            "tenantry scheduler sends jobs through Redis: set REDIS_URL "
+            "(on the embedded defaults, tenantry serve runs the scheduler itself)"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with TortoiseContext() as ctx:
         await ctx.init(config=tortoise_config(settings), _enable_global_fallback=True)
-        broker.setup(settings)
+        setup_broker(settings)
         await run_scheduler(stop, settings=settings)
 
 
