@@ -92,8 +92,9 @@ class TenantrySchema(strawberry.Schema):
         async def shaped() -> Any:
             async with aclosing(source):
                 async for result in source:
-                    if getattr(result, "errors", None):
-                        result.errors = shape_errors(result.errors, request_id)
+                    errors = getattr(result, "errors", None)
+                    if errors:
+                        result.errors = shape_errors(errors, request_id)  # type: ignore[union-attr]
                     yield result
 
         return shaped()

@@ -96,8 +96,8 @@ class JobType(Node):
             state=JobState(row.state),
             progress_percent=row.progress_percent,
             progress_message=row.progress_message,
-            params=row.params,
-            result=row.result,
+            params=row.params,  # type: ignore[arg-type]
+            result=row.result,  # type: ignore[arg-type]
             error=row.error,
             attempts=row.attempts,
             max_attempts=row.max_attempts,
