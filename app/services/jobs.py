@@ -93,7 +93,7 @@ async def create(
     try:
         kind = registry.get(kind_name)
     except KeyError as exc:
-        raise BadInput(str(exc), field="kind") from None
+        raise BadInput(exc.args[0], field="kind") from None
     if dedup_key is not None:
         existing = await Job.get_or_none(dedup_key=dedup_key)
         if existing is not None:
