@@ -433,3 +433,26 @@ def test_progress_from_another_process_reaches_the_subscriber_through_redis(live
         except subprocess.TimeoutExpired:
             driver.kill()
             driver.wait()
+
+
+# --- the in-process hub across threads (the embedded worker publishes from its own loop) -----
+
+
+async def test_local_hub_delivers_across_threads_and_keeps_the_newest_when_full():
+    hub = events.LocalHub()
+    async with hub.subscribe("job:1") as sub, hub.subscribe("job:2") as other:
+        worker = threading.Thread(
+            target=lambda: asyncio.run(hub.publish("job:1", {"n": 1})), name="embedded-worker"
+        )
+        worker.start()
+        worker.join(5)
+        assert await sub.next(within=2) == {"n": 1}
+        assert await other.next(within=0.05) is None  # another channel hears nothing
+        # A slow subscriber loses its oldest wake-ups, never the newest.
+        for n in range(events.QUEUE_SIZE + 5):
+            hub.deliver("job:1", {"n": n})
+        received = [await sub.next(within=1) for _ in range(events.QUEUE_SIZE)]
+        assert received[-1] == {"n": events.QUEUE_SIZE + 4}
+        assert received[0] == {"n": 5}
+        assert hub.subscriber_count() == 2
+    assert hub.subscriber_count() == 0
