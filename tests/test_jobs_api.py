@@ -277,3 +277,23 @@ async def test_audit_log_export_start_is_guarded_and_checks_its_period(gql, worl
     )
     assert code(body) == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "input.to"
     assert await Job.all().count() == 0 and dispatched == []
+
+
+async def test_a_job_resolves_through_node_within_scope(world, gql):
+    from app.graphql.ids import to_global_id
+    from app.models import Job
+
+    job = await Job.create(
+        kind="audit_log_export", functionality="LOGS", organization=world.orgs["A1"]
+    )
+    gid = to_global_id("Job", job.id)
+    query = "query($id: ID!) { node(id: $id) { __typename id } }"
+    seen = await gql(
+        query, {"id": gid}, token=world.token("R1", "Service Provider Global Administrator")
+    )
+    assert seen["data"]["node"] == {"__typename": "Job", "id": gid}
+    hidden = await gql(
+        query, {"id": gid}, token=world.token("R2", "Service Provider Global Administrator")
+    )
+    assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert hidden["data"] == {"node": None}

@@ -60,6 +60,16 @@ def _manages_wider_peer(principal: Principal, action: Action, kind: str, t: Targ
     return not role_within(role, principal)
 
 
+def allows_on_functionality(principal: Principal, functionality: str, action: Action) -> bool:
+    """For objects that belong to a functionality rather than an object kind (jobs): the
+    principal's cell for it grants the action. Rows are already in scope (scope.job_q)."""
+    try:
+        cell = principal.cell(Functionality(functionality))
+    except ValueError:
+        return False
+    return cell is not None and action in cell.actions
+
+
 def rule_filter(principal: Principal, capability: Capability):  # -> Q | None
     cell = _cell(principal, capability)
     if cell is None or cell.rule is None:

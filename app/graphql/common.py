@@ -33,10 +33,11 @@ class Node:
 
 # Type name → (capability read on it, async fetch of the object in scope as its GraphQL type).
 NodeFetcher = Callable[[Principal, int], Awaitable[Any]]
-NODE_TYPES: dict[str, tuple[Capability, NodeFetcher]] = {}
+NODE_TYPES: dict[str, tuple[Capability | None, NodeFetcher]] = {}
 
 
-def register_node(type_name: str, capability: Capability, fetch: NodeFetcher) -> None:
+def register_node(type_name: str, capability: Capability | None, fetch: NodeFetcher) -> None:
+    """`capability` None: the fetch's own scope decides (jobs: per-row functionality)."""
     NODE_TYPES[type_name] = (capability, fetch)
 
 
@@ -49,6 +50,6 @@ async def resolve_node(info: strawberry.Info[Context, Any], global_id: str) -> A
     if entry is None:
         raise NotFound("object")
     capability, fetch = entry
-    if not info.context.bypass_authorization:
+    if capability is not None and not info.context.bypass_authorization:
         require(p, capability, Action.READ)
     return await fetch(p, pk)

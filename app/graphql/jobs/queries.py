@@ -10,7 +10,7 @@ from tortoise.queryset import QuerySet
 from app.authz import scope
 from app.authz.principal import Principal
 from app.errors import BadInput, NotFound
-from app.graphql.common import principal
+from app.graphql.common import principal, register_node
 from app.graphql.context import Context
 from app.graphql.ids import ORG_TYPE_NAMES, from_global_id, pk_of
 from app.graphql.jobs.types import JobStateType, JobType
@@ -33,6 +33,9 @@ async def job_in_scope(p: Principal, pk: int) -> Job:
 
 async def fetch_job_node(p: Principal, pk: int) -> JobType:
     return JobType.from_row(await job_in_scope(p, pk))
+
+
+register_node("Job", None, fetch_job_node)
 
 
 @strawberry.input(description="All conditions must hold; omitted ones do not filter.")

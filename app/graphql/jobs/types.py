@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 
 from app.authz import engine, scope
 from app.authz.capabilities import USERS
-from app.authz.matrix import Action, Functionality
+from app.authz.matrix import Action
 from app.authz.principal import Principal
 from app.graphql.common import Node
 from app.graphql.context import Context
@@ -26,19 +26,11 @@ Info = strawberry.Info[Context, Any]
 
 JobStateType = strawberry.enum(JobState, name="JobState")
 
+
 # Actions beyond reading that let a principal cancel a job of a functionality.
-CANCEL_ACTION = Action.UPDATE
-
-
 def can_cancel(p: Principal, job: Job) -> bool:
-    """Cancelling a job changes the work of its functionality: the principal's matrix cell for
-    that functionality must grant UPDATE, not only READ. (The job is already in scope.)"""
-    try:
-        functionality = Functionality(job.functionality)
-    except ValueError:
-        return False
-    cell = p.cell(functionality)
-    return cell is not None and CANCEL_ACTION in cell.actions
+    """Cancelling a job changes the work of its functionality: UPDATE, not only READ."""
+    return engine.allows_on_functionality(p, job.functionality, Action.UPDATE)
 
 
 _LOADER_ATTR = "_job_requesters"
