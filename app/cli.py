@@ -244,5 +244,36 @@ def scheduler(log_level: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command()
+@click.option("--processes", "-p", type=int, default=1, show_default=True)
+@click.option("--threads", "-t", type=int, default=4, show_default=True)
+@click.option("--queues", "-Q", multiple=True, help="Only these queues (default: all).")
+@click.option(
+    "--shutdown-timeout",
+    type=int,
+    default=600,
+    show_default=True,
+    help="Seconds running jobs get to finish on SIGTERM.",
+)
+def worker(processes: int, threads: int, queues: tuple[str, ...], shutdown_timeout: int) -> None:
+    """Run Dramatiq worker processes against Redis (REDIS_URL) and the database."""
+    settings = _settings()
+    if not settings.redis_url:
+        click.echo(
+            "tenantry worker needs REDIS_URL: without it (the embedded mode) `tenantry serve` "
+            "runs the jobs in its own process and no separate worker is needed",
+            err=True,
+        )
+        sys.exit(2)
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    argv = ["workers.actors", "--processes", str(processes), "--threads", str(threads)]
+    argv += ["--worker-shutdown-timeout", str(shutdown_timeout * 1000)]
+    if queues:
+        argv += ["--queues", *queues]
+    sys.exit(dramatiq_main(make_argument_parser().parse_args(argv)))
+
+
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ from app.middleware import RequestMiddleware
 from app.observability import CONTENT_TYPE_LATEST, metrics_text
 from app.services import events
 from app.settings import Settings, get_settings
+from workers import runtime as worker_runtime
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -64,7 +65,12 @@ def create_app(settings: Settings | None = None, *, manage_orm: bool = True) -> 
                 yield
                 return
             async with RegisterTortoise(app, config=tortoise_config(settings)):
-                yield
+                # The broker for dispatching; without REDIS_URL also the in-process worker.
+                await worker_runtime.start_for_app(settings)
+                try:
+                    yield
+                finally:
+                    worker_runtime.stop_for_app()
         finally:
             await events.shutdown()
 

@@ -72,6 +72,9 @@ class ORM(Middleware):
         settings = self.settings or get_settings()
         config = tortoise_config(settings, database_url=self.database_url)
         use_global = tortoise_context._global_context is None
+        # Current in this task while it initialises: model setup looks connections up through
+        # the current context, and must not touch another one (the API's, in embedded mode).
+        tortoise_context._current_context.set(ctx)
         await ctx.init(config=config, _enable_global_fallback=use_global)
         try:
             await ctx.db().execute_query("SELECT 1")

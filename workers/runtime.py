@@ -41,7 +41,11 @@ def start_worker(broker: Broker, threads: int = 2) -> Worker:
     own event loop: use a SQLite file or PostgreSQL, never sqlite://:memory:)."""
     _process_boot(broker)
     worker = Worker(broker, worker_threads=threads, worker_timeout=100)
-    worker.start()
+    try:
+        worker.start()
+    except BaseException:
+        worker.stop(timeout=1000)  # stops the event loop thread the AsyncIO middleware started
+        raise
     return worker
 
 

@@ -153,8 +153,8 @@ async def export(ctx: JobContext) -> dict[str, Any]:
     path = export_path(ctx.id)
     point = dict(ctx.checkpoint)
     if "upto_id" not in point:
-        newest = await entries.order_by("-id").values_list("id", flat=True).first()
-        point = {"upto_id": newest or 0, "last_id": 0, "offset": 0, "rows": 0}
+        newest = await entries.order_by("-id").limit(1).values_list("id", flat=True)
+        point = {"upto_id": newest[0] if newest else 0, "last_id": 0, "offset": 0, "rows": 0}
         header = _csv([], header=True)
         point["offset"] = await asyncio.to_thread(_append, path, 0, header)
         point["total"] = await entries.filter(id__lte=point["upto_id"]).count()
