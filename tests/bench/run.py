@@ -1,4 +1,4 @@
-"""`make bench`: the foundation benchmark.
+"""`make bench`: the foundation benchmark, then the background-work one (tests/bench/jobs.py).
 
 Seeds a large tenant tree on PostgreSQL, then measures, at concurrency 16 over HTTP/1.1
 keep-alive, one page of 100 companies with their reseller, locations and owner:
@@ -12,7 +12,11 @@ times the query in-process through `schema.execute`. Prints a table and writes J
 bench-results/foundation.json (`--quick`: a small tree and short runs, to
 bench-results/foundation-quick.json).
 
-    .venv/bin/python -m tests.bench.run [--quick] [--keep] [--duration S] [--out PATH]
+    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|all] [--quick] [--keep]
+        [--duration S] [--out PATH] [--jobs-out PATH]
+
+`--suite` picks the benchmarks (default all); `--quick` and `--keep` apply to each, `--out`
+and the load options to the foundation one, `--jobs-out` to the jobs one.
 """
 
 from __future__ import annotations
@@ -118,6 +122,8 @@ class Plan:
     quick: bool
     rounds: int
     results: dict[str, Any] = field(default_factory=dict)
+    suite: str = "all"
+    jobs_out: Path | None = None
 
 
 def free_port() -> int:
@@ -429,7 +435,10 @@ def report(
 
 
 def parse_args(argv: list[str] | None) -> Plan:
-    parser = argparse.ArgumentParser(description="Tenantry foundation benchmark (make bench)")
+    parser = argparse.ArgumentParser(description="Tenantry benchmarks (make bench)")
+    parser.add_argument(
+        "--suite", choices=["foundation", "jobs", "all"], default="all", help="what to measure"
+    )
     parser.add_argument("--quick", action="store_true", help="small tree, short runs (smoke)")
     parser.add_argument("--keep", action="store_true", help=f"keep the {DB_NAME} database")
     parser.add_argument("--duration", type=float, help="measured seconds per run")
@@ -437,7 +446,8 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--iterations", type=int, help="in-process executions")
     parser.add_argument("--rounds", type=int, help="interleaved rounds the duration is split in")
-    parser.add_argument("--out", type=Path, help="where to write the JSON results")
+    parser.add_argument("--out", type=Path, help="where to write the foundation JSON results")
+    parser.add_argument("--jobs-out", type=Path, help="where to write the jobs JSON results")
     args = parser.parse_args(argv)
     quick = args.quick
     default_out = (
@@ -453,11 +463,24 @@ def parse_args(argv: list[str] | None) -> Plan:
         keep=args.keep,
         quick=quick,
         rounds=args.rounds or (1 if quick else 3),
+        suite=args.suite,
+        jobs_out=args.jobs_out,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     plan = parse_args(argv)
+    status = 0
+    if plan.suite in ("foundation", "all"):
+        status = run_foundation(plan)
+    if plan.suite in ("jobs", "all"):
+        from tests.bench import jobs
+
+        status = jobs.run(quick=plan.quick, out=plan.jobs_out, keep=plan.keep) or status
+    return status
+
+
+def run_foundation(plan: Plan) -> int:
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     servers: dict[str, Server] = {}
