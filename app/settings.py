@@ -67,7 +67,10 @@ class Settings:
     redis_namespace: str = "tenantry"
     redis_heartbeat_timeout_ms: int = 15_000
     redis_maintenance_chance: int = 10_000
-    # Worker threads of the in-process worker (embedded mode, no REDIS_URL).
+    # The in-process worker of the API (embedded mode, no REDIS_URL) and its threads. Off in
+    # Settings built by code (tests drive jobs themselves); load_settings turns it on unless
+    # TENANTRY_EMBEDDED_WORKER=0.
+    embedded_worker: bool = False
     embedded_worker_threads: int = 2
     # Scheduler (workers/schedules.py): cron expressions, a 6th field is seconds; "" turns a
     # schedule off. Extra schedules "name|cron|job.kind" (TENANTRY_SCHEDULES, ';'-separated).
@@ -151,6 +154,7 @@ def load_settings() -> Settings:
         redis_maintenance_chance=_int(
             "TENANTRY_REDIS_MAINTENANCE_CHANCE", Settings.redis_maintenance_chance
         ),
+        embedded_worker=_bool("TENANTRY_EMBEDDED_WORKER", True),
         embedded_worker_threads=_int(
             "TENANTRY_EMBEDDED_WORKER_THREADS", Settings.embedded_worker_threads
         ),

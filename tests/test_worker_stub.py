@@ -229,9 +229,17 @@ def read_text(path: str) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
-async def export_job(world, user_key: str, org_key: str, params=None) -> Job:
-    job, _ = await jobs.create(None, "audit_log_export", world.orgs[org_key], params or {})
+async def export_job(world, user_key: str, org_key: str, params=None, send=True) -> Job:
+    """The job as `user_key` asked for it; its message is sent once the row says so."""
+    dispatcher = jobs._dispatcher
+    jobs.set_dispatcher(lambda job_id, delay: None)
+    try:
+        job, _ = await jobs.create(None, "audit_log_export", world.orgs[org_key], params or {})
+    finally:
+        jobs.set_dispatcher(dispatcher)
     await Job.filter(id=job.id).update(requested_by_id=world.users[user_key].id)
+    if send:
+        await jobs.dispatch(job.id)
     return job
 
 
@@ -256,6 +264,7 @@ async def test_audit_export_narrows_to_the_job_organization(worker, world):
     job = await export_job(world, "R1:Service Provider Administrator", "A1")
     drain(broker, w)
     row = await Job.get(id=job.id)
+    assert row.state == JobState.SUCCEEDED, row.error
     assert csv_ids(row.result["path"]) == by_org["A1"]
 
 
@@ -280,8 +289,7 @@ async def test_audit_export_resumes_after_a_crash_without_duplicates(worker, wor
     by_org = await audit_rows(world)
     expected = sorted(by_org["R1"] + by_org["A1"] + by_org["A2"])
     # Create the job without a message: the first run happens here, inline, and "crashes".
-    jobs.set_dispatcher(lambda job_id, delay: None)
-    job = await export_job(world, "R1:Service Provider Administrator", "R1")
+    job = await export_job(world, "R1:Service Provider Administrator", "R1", send=False)
     claimed = await jobs.claim(job.id, "doomed")
     assert claimed is not None
 
@@ -309,9 +317,6 @@ async def test_audit_export_resumes_after_a_crash_without_duplicates(worker, wor
     await Job.filter(id=job.id).update(
         heartbeat_at=jobs.now() - jobs.STALE_AFTER - timedelta(seconds=1)
     )
-    from workers.broker import dispatch
-
-    jobs.set_dispatcher(dispatch)
     assert await jobs.recover() == [job.id]
     drain(broker, w)
     row = await Job.get(id=job.id)
@@ -357,3 +362,23 @@ async def test_maintenance_purge(worker, world):
     assert await SessionToken.filter(id=recent.id).exists()
     assert await LoginThrottle.filter(key="account:y").exists()
     assert not await Job.filter(id=finished.id).exists()
+
+
+async def test_the_app_lifespan_runs_the_embedded_worker_and_resends_orphans(filedb):
+    from dataclasses import replace
+
+    from workers import runtime
+    from workers.broker import current
+
+    previous = jobs._dispatcher
+    orphan = await Job.create(kind=NOOP, functionality="CONFIGURATION", params={"steps": 2})
+    try:
+        await runtime.start_for_app(replace(filedb, embedded_worker=True))
+        job, _ = await jobs.create(None, NOOP, None, {"steps": 1})
+        broker = current()
+        broker.join(QUEUE, fail_fast=False, timeout=20_000)
+    finally:
+        runtime.stop_for_app()
+        jobs.set_dispatcher(previous)
+    assert (await Job.get(id=orphan.id)).state == JobState.SUCCEEDED
+    assert (await Job.get(id=job.id)).state == JobState.SUCCEEDED

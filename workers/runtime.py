@@ -21,7 +21,7 @@ from dramatiq.message import Message
 
 from app.services import jobs
 from app.settings import Settings, get_settings
-from workers.broker import QUEUE, current, is_stub, setup
+from workers.broker import QUEUE, current, setup
 
 log = logging.getLogger("tenantry.worker")
 
@@ -56,9 +56,7 @@ def start_embedded_worker(settings: Settings | None = None) -> Worker | None:
     if _embedded is not None:
         return _embedded
     settings = settings or get_settings()
-    broker = current()
-    if broker is None or not is_stub(broker):
-        broker = setup(settings, stub=True)
+    broker = setup(settings, stub=True)
     if settings.database_url.startswith("sqlite://:memory:"):
         log.warning("in-memory SQLite: no in-process worker (jobs stay queued)")
         return None
@@ -85,14 +83,25 @@ async def recover_orphans() -> list[int]:
 
 
 async def start_for_app(settings: Settings) -> None:
-    """The API's lifespan: the broker for dispatching, and in the embedded mode the worker."""
+    """The API's lifespan: the broker for dispatching, and in the embedded mode (no REDIS_URL,
+    `embedded_worker` on, as `tenantry serve` has it) the in-process worker. With the worker
+    off, a dispatcher someone already registered (a test's) is left in place."""
     if settings.redis_url:
         setup(settings)
         return
-    if start_embedded_worker(settings) is not None:
+    if not settings.embedded_worker:
+        if jobs._dispatcher is None:
+            setup(settings, stub=True)  # jobs are accepted and stay queued
+        return
+    if start_embedded_worker(settings) is None:
+        return
+    try:
         recovered = await recover_orphans()
-        if recovered:
-            log.info("re-sent %d jobs left by the previous process", len(recovered))
+    except Exception as exc:  # the database is not migrated yet: nothing to recover
+        log.warning("could not look for orphaned jobs: %s", exc)
+        return
+    if recovered:
+        log.info("re-sent %d jobs left by the previous process", len(recovered))
 
 
 def stop_for_app() -> None:
