@@ -62,6 +62,7 @@ SUBSCRIPTION = (
 )
 PROTOCOL = "graphql-transport-ws"
 CREATORS = 8
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -129,6 +130,18 @@ class Proc:
             raise BenchError(
                 f"{self.name} exited with {self.proc.returncode}:\n{self.output()[-3000:]}"
             )
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live process in the group (from /proc)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid:  # pgrp
+                total += int(fields[11]) + int(fields[12])
+        return total / CLK_TCK
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM once (a second one can hang the dramatiq master), SIGKILL the group after
@@ -288,11 +301,13 @@ async def throughput(plan: JobsPlan, org: Any, workers: Proc) -> dict[str, Any]:
     warm = await create_many(org, plan.warmup_jobs)
     await wait_finished(warm, workers, within=60)
     skipped_before = not_claimed(workers)
+    cpu_before = workers.cpu_seconds()
     began = time.perf_counter()
     ids = await create_many(org, plan.jobs)
     created = time.perf_counter() - began
     await wait_finished(ids, workers, within=max(60.0, plan.jobs / 10))
     observed = time.perf_counter() - began
+    worker_cpu = workers.cpu_seconds() - cpu_before
     rows = await rows_of(ids)
     first_created = min(r["created_at"] for r in rows)
     first_started = min(r["started_at"] for r in rows)
@@ -312,6 +327,9 @@ async def throughput(plan: JobsPlan, org: Any, workers: Proc) -> dict[str, Any]:
         "create_seconds": round(created, 3),
         "create_rate": round(len(rows) / created, 1),
         "observed_seconds": round(observed, 3),
+        "worker_cpu_seconds": round(worker_cpu, 2),
+        "worker_cpu_cores": round(worker_cpu / observed, 2),
+        "worker_cpu_ms_per_job": round(1000 * worker_cpu / len(rows), 2),
         "created_to_finished_seconds": round(wall_created, 3),
         "started_to_finished_seconds": round(wall_started, 3),
         "jobs_per_second": round(len(rows) / wall_created, 1),
@@ -619,6 +637,8 @@ def report(plan: JobsPlan, total: float, load_before: float) -> dict[str, Any]:
     print(f"  attempts                     {t['attempts']}  duplicate deliveries "
           f"{t['duplicate_deliveries']} (counter self-check: "
           f"{'ok' if t['duplicate_counter_checked'] else 'FAILED'})")  # fmt: skip
+    print(f"  worker CPU                   {t['worker_cpu_cores']:>8.2f} cores, "
+          f"{t['worker_cpu_ms_per_job']:.2f} ms per job")  # fmt: skip
     print(f"  jobs per worker process      {t['jobs_per_worker_process']} "
           f"({t['threads_seen']} threads)")  # fmt: skip
     print()
