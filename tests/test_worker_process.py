@@ -155,3 +155,28 @@ async def test_duplicate_message_runs_the_job_once(broker, workers):
     again = await job_row(job.id)
     assert (again.attempts, again.finished_at) == (1, finished_at)
     assert again.updated_at - finished_at < timedelta(seconds=1)
+
+
+async def test_progress_from_a_worker_process_reaches_a_subscriber_through_redis(broker, workers):
+    """The worker process publishes job events on the Redis hub (installed at worker boot), so
+    an API process's subscriber sees progress the worker makes."""
+    from app.services import events
+
+    _, settings = broker
+    hub = events.build_hub(settings)
+    try:
+        workers()
+        job, _ = await jobs.create(None, NOOP, None, {"steps": 4, "step_seconds": 0.2})
+        seen: list[dict] = []
+        async with hub.subscribe(events.job_channel(job.id)) as sub:
+            while True:
+                payload = await sub.next(within=15)
+                assert payload is not None, f"no event from the worker; got {seen}"
+                seen.append(payload)
+                if payload["state"] == JobState.SUCCEEDED.value:
+                    break
+        percents = [p["progress_percent"] for p in seen if p["state"] == "RUNNING"]
+        assert any(0 < p < 100 for p in percents), seen
+        assert seen[-1]["progress_percent"] == 100
+    finally:
+        await hub.close()

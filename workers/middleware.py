@@ -91,6 +91,11 @@ class ORM(Middleware):
         except Exception as exc:
             log.critical("the worker cannot open the database: %s", exc)
             raise MiddlewareError(f"the worker cannot open the database: {exc}") from exc
+        # Job events (progress, state) from this process reach subscribers in the API processes.
+        from app.services import events
+
+        self._owns_hub = events.current() is None
+        events.install(self.settings)
         log.info("worker database ready")
 
     def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
@@ -102,6 +107,13 @@ class ORM(Middleware):
         thread = get_event_loop_thread()
         if thread is None:
             return
+        if getattr(self, "_owns_hub", False):
+            from app.services import events
+
+            try:
+                thread.run_coroutine(events.shutdown())
+            except Exception:
+                log.exception("closing the worker's event hub failed")
         try:
             thread.run_coroutine(ctx.close_connections())
         except Exception:
