@@ -20,10 +20,11 @@ from app.db import connection_name, tortoise_config
 from app.graphql.app import TenantryGraphQL
 from app.graphql.schema import schema
 from app.middleware import RequestMiddleware
-from app.observability import CONTENT_TYPE_LATEST, metrics_text
+from app.observability import CONTENT_TYPE_LATEST, metrics_text, refresh_job_metrics
 from app.services import events
 from app.settings import Settings, get_settings
 from workers import runtime as worker_runtime
+from workers.scheduler import start_embedded_scheduler, stop_embedded_scheduler
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -50,6 +51,10 @@ def readyz_for(settings: Settings):
 
 
 async def metrics(request: Request) -> Response:
+    try:
+        await refresh_job_metrics()
+    except Exception:  # the database may be down; HTTP metrics still answer
+        log.exception("refreshing job metrics failed")
     return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -67,9 +72,12 @@ def create_app(settings: Settings | None = None, *, manage_orm: bool = True) -> 
             async with RegisterTortoise(app, config=tortoise_config(settings)):
                 # The broker for dispatching; without REDIS_URL also the in-process worker.
                 await worker_runtime.start_for_app(settings)
+                # Embedded mode: the periodic work too (a no-op when Redis is set or disabled).
+                start_embedded_scheduler(settings)
                 try:
                     yield
                 finally:
+                    await stop_embedded_scheduler()
                     worker_runtime.stop_for_app()
         finally:
             await events.shutdown()

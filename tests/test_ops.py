@@ -296,3 +296,12 @@ async def test_metrics_count_graphql_operations_by_outcome(client, world):
     ]
     assert forbidden and float(forbidden[0].rsplit(" ", 1)[1]) >= 1
     assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1
+
+
+async def test_metrics_include_job_gauges_from_the_database(client, db):
+    from app.models import Job
+
+    await Job.create(kind="diagnostics.noop", functionality="CONFIGURATION")
+    text = (await client.get("/metrics")).text
+    assert "tenantry_job_queue_depth 1.0" in text
+    assert 'tenantry_jobs{state="QUEUED"} 1.0' in text
