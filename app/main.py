@@ -17,6 +17,7 @@ from tortoise.connection import get_connection
 from tortoise.contrib.starlette import RegisterTortoise
 
 from app.db import connection_name, tortoise_config
+from app.downloads import download_export
 from app.graphql.app import TenantryGraphQL
 from app.graphql.schema import schema
 from app.middleware import RequestMiddleware
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, manage_orm: bool = True) -> 
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz_for(settings), methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/exports/{job_id}", download_export, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     middleware = [

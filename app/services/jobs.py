@@ -15,8 +15,10 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q
 
+from app.authz import scope
+from app.authz.principal import Principal
 from app.db import column
-from app.errors import BadInput, Conflict
+from app.errors import BadInput, Conflict, NotFound
 from app.jobs import registry
 from app.models import Job, JobState, Organization
 from app.services.actor import Actor
@@ -79,6 +81,14 @@ async def _publish(job_id: int) -> None:
         result = publish(event)
         if hasattr(result, "__await__"):
             await result
+
+
+async def job_in_scope(p: Principal, pk: int) -> Job:
+    """The job, if the principal may see it; NOT_FOUND otherwise (never FORBIDDEN)."""
+    row = await Job.filter(scope.job_q(p), id=pk).first()
+    if row is None:
+        raise NotFound("job")
+    return row
 
 
 async def create(

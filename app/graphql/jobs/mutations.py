@@ -13,11 +13,11 @@ from app.errors import BadInput, Forbidden
 from app.graphql.common import actor, principal
 from app.graphql.context import Context
 from app.graphql.ids import pk_of
-from app.graphql.jobs.queries import job_in_scope
 from app.graphql.jobs.types import JobType, can_cancel
 from app.graphql.permissions import authenticated, guard
 from app.models import Organization
 from app.services import jobs
+from app.services.jobs import job_in_scope
 
 Info = strawberry.Info[Context, Any]
 

@@ -9,7 +9,7 @@ from tortoise.queryset import QuerySet
 
 from app.authz import scope
 from app.authz.principal import Principal
-from app.errors import BadInput, NotFound
+from app.errors import BadInput
 from app.graphql.common import principal, register_node
 from app.graphql.context import Context
 from app.graphql.ids import ORG_TYPE_NAMES, from_global_id, pk_of
@@ -17,18 +17,11 @@ from app.graphql.jobs.types import JobStateType, JobType
 from app.graphql.pagination import Connection, paginate
 from app.graphql.permissions import authenticated
 from app.models import Job, JobState
+from app.services.jobs import job_in_scope
 
 Info = strawberry.Info[Context, Any]
 
 ORG_TYPES = frozenset(ORG_TYPE_NAMES.values())
-
-
-async def job_in_scope(p: Principal, pk: int) -> Job:
-    """The job, if the principal may see it; NOT_FOUND otherwise (never FORBIDDEN)."""
-    row = await Job.filter(scope.job_q(p), id=pk).first()
-    if row is None:
-        raise NotFound("job")
-    return row
 
 
 async def fetch_job_node(p: Principal, pk: int) -> JobType:

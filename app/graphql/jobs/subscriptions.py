@@ -17,11 +17,11 @@ from app.authz.principal import Principal
 from app.graphql.common import principal
 from app.graphql.context import Context
 from app.graphql.ids import pk_of
-from app.graphql.jobs.queries import job_in_scope
 from app.graphql.jobs.types import JobType
 from app.models import Job
 from app.models.jobs import FINISHED
 from app.services import events
+from app.services.jobs import job_in_scope
 
 Info = strawberry.Info[Context, Any]
 

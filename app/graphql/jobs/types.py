@@ -128,3 +128,11 @@ class JobType(Node):
         if info.context.bypass_authorization:
             return True
         return can_cancel(info.context.require_principal(), self._row)
+
+    @strawberry.field(
+        description="Where to GET the file a finished job produced (same bearer token), if any."
+    )
+    def download_url(self) -> str | None:
+        if self._row.state is not JobState.SUCCEEDED or not (self._row.result or {}).get("path"):
+            return None
+        return f"/exports/{self.id}"
