@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -46,7 +45,7 @@ from typing import Any
 import httpx
 
 from tests.bench.loadgen import percentile
-from tests.bench.run import ROOT, BenchError, base_env, free_port, postgres_version, uvicorn_argv
+from tests.bench.run import ROOT, BenchError, base_env, free_port, machine_info, uvicorn_argv
 from tests.bench.seed_large import TreeSize, database_url, drop_database, recreate_database, seed
 
 DB_NAME = "tenantry_bench_jobs"
@@ -609,12 +608,7 @@ def report(plan: JobsPlan, total: float, load_before: float) -> dict[str, Any]:
         "benchmark": "jobs",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": plan.quick,
-        "machine": {
-            "cpus": cpus,
-            "python": platform.python_version(),
-            "postgres": postgres_version(),
-            "load_average_before": round(load_before, 2),
-        },
+        "machine": machine_info(cpus, load_before),
         "workers": {"processes": 2, "threads": 4},
         "redis": redis_url(),
         **r,

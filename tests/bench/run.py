@@ -323,6 +323,15 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
+def machine_info(cpus: int | None, load_before: float) -> dict[str, Any]:
+    return {
+        "cpus": cpus,
+        "python": platform.python_version(),
+        "postgres": postgres_version(),
+        "load_average_before": round(load_before, 2),
+    }
+
+
 def postgres_version() -> str:
     async def get() -> str:
         conn = await asyncpg.connect(database_url("postgres"))
@@ -362,12 +371,7 @@ def report(
         "benchmark": "foundation",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": plan.quick,
-        "machine": {
-            "cpus": cpus,
-            "python": platform.python_version(),
-            "postgres": postgres_version(),
-            "load_average_before": round(load_before, 2),
-        },
+        "machine": machine_info(cpus, load_before),
         "tree": seeded.counts,
         "seed_seconds": round(seeded.seconds, 3),
         "seed": {
