@@ -64,7 +64,8 @@ def _sqlite_schema(path: str) -> dict[str, object]:
         ]
         shape: dict[str, object] = {}
         for table in tables:
-            columns = [tuple(r[1:]) for r in con.execute(f'PRAGMA table_info("{table}")')]
+            # By name: a column a later migration adds comes last, wherever the model has it.
+            columns = sorted(tuple(r[1:]) for r in con.execute(f'PRAGMA table_info("{table}")'))
             indexes = sorted(
                 (
                     bool(unique),

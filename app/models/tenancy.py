@@ -28,6 +28,9 @@ class Organization(Model):
     email = fields.CharField(max_length=254, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    # Backup as a Service: the provider manages the company's tenant-side configuration.
+    # (Last, like the column a migration adds, so generated and migrated schemas agree.)
+    baas = fields.BooleanField(default=False)
 
     class Meta:
         table = "organizations"
