@@ -94,4 +94,64 @@ USERS = Capability(
 )
 AUDIT_LOG = Capability("audit_entry", "logs", {Portal.RESELLER: F.LOGS})
 
-ALL: tuple[Capability, ...] = (PROVIDER, RESELLERS, COMPANIES, LOCATIONS, USERS, AUDIT_LOG)
+
+def _provider_staff_only(p: Principal, action: Action) -> bool:
+    # Cloud Connect infrastructure (repositories, gateways, certificates, VLANs, IP pools,
+    # hardware plan definitions) belongs to the provider: its unrestricted staff only.
+    return p.organization_kind is OrgKind.PROVIDER and p.company_ids is None
+
+
+CLOUD_INFRASTRUCTURE = Capability(
+    "cloud_infrastructure",
+    "Cloud Connect infrastructure",
+    {Portal.RESELLER: F.CONFIGURATION},
+    structure=_provider_staff_only,
+)
+TENANT_ACCOUNTS = Capability(
+    "tenant_account",
+    "tenant accounts and their resources",
+    {
+        Portal.RESELLER: F.CLIENT_COMPANIES,
+        Portal.CLIENT: F.CONFIGURATION,
+        Portal.ENTERPRISE: F.CONFIGURATION,
+    },
+    # Companies see their accounts, quotas and usage, and opt in or out of being managed.
+    actions={Portal.CLIENT: INFO_ONLY, Portal.ENTERPRISE: INFO_ONLY},
+)
+SUBTENANTS = Capability(
+    "subtenant",
+    "subtenants",
+    {
+        Portal.RESELLER: F.CLIENT_COMPANIES,
+        Portal.CLIENT: F.CONFIGURATION,
+        Portal.ENTERPRISE: F.CONFIGURATION,
+    },
+)
+REPLICAS = Capability(
+    "vm_replica",
+    "VM replicas",
+    {
+        Portal.RESELLER: F.FAILOVER_PLANS,
+        Portal.CLIENT: F.FAILOVER_PLANS,
+        Portal.ENTERPRISE: F.FAILOVER_PLANS,
+    },
+)
+REMOTE_CONNECTIONS = Capability(
+    "remote_connection",
+    "remote connections to tenant backup servers",
+    {Portal.RESELLER: F.BACKUP_AND_REPLICATION},
+)
+
+ALL: tuple[Capability, ...] = (
+    PROVIDER,
+    RESELLERS,
+    COMPANIES,
+    LOCATIONS,
+    USERS,
+    AUDIT_LOG,
+    CLOUD_INFRASTRUCTURE,
+    TENANT_ACCOUNTS,
+    SUBTENANTS,
+    REPLICAS,
+    REMOTE_CONNECTIONS,
+)

@@ -74,3 +74,13 @@ def job_q(p: Principal) -> Q:
 
     readable = [f.value for f, cell in p.grants.items() if Action.READ in cell.actions]
     return org_q(p, "organization") & _q(functionality__in=readable)
+
+
+def tenant_account_q(p: Principal, path: str = "") -> Q:
+    """Rows of tenant accounts whose company is in scope. `path` is the relation to the
+    TenantAccount ("" for TenantAccount itself, "tenant_account", "resource__tenant_account").
+    A subquery, so deep paths stay one SQL statement."""
+    from app.models import TenantAccount
+
+    accounts = TenantAccount.filter(company_q(p, "company")).values("id")
+    return _q(**{f"{_org_id(path)}__in": Subquery(accounts)})
