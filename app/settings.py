@@ -54,6 +54,11 @@ class Settings:
     seed_demo: bool = True
     demo_password: str = DEMO_PASSWORD
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    # Cloud Connect: how far quotas may oversubscribe a repository's capacity without an
+    # explicit override; remote session lifetime; certificate expiry warning window.
+    cloud_oversubscription_ratio: float = 1.0
+    remote_session_ttl_seconds: int = 3600
+    certificate_warning_days: int = 30
     # Benchmarks only: serve with field guards bypassed to measure what authorization costs.
     bench_bypass_authorization: bool = False
     # Background jobs (workers/): job heartbeats and the recovery windows of app.services.jobs,
@@ -140,6 +145,15 @@ def load_settings() -> Settings:
         seed_demo=_bool("TENANTRY_SEED_DEMO", not production),
         demo_password=os.environ.get("TENANTRY_DEMO_PASSWORD", DEMO_PASSWORD),
         bench_bypass_authorization=_bool("TENANTRY_BENCH_BYPASS_AUTHZ", False),
+        cloud_oversubscription_ratio=float(
+            os.environ.get("TENANTRY_OVERSUBSCRIPTION_RATIO", Settings.cloud_oversubscription_ratio)
+        ),
+        remote_session_ttl_seconds=_int(
+            "TENANTRY_REMOTE_SESSION_TTL", Settings.remote_session_ttl_seconds
+        ),
+        certificate_warning_days=_int(
+            "TENANTRY_CERTIFICATE_WARNING_DAYS", Settings.certificate_warning_days
+        ),
         job_heartbeat_ms=_int("TENANTRY_JOB_HEARTBEAT_MS", Settings.job_heartbeat_ms),
         job_stale_after_ms=_int("TENANTRY_JOB_STALE_AFTER_MS", Settings.job_stale_after_ms),
         job_unclaimed_after_ms=_int(

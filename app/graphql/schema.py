@@ -19,6 +19,10 @@ from strawberry.tools import merge_types
 
 from app.graphql.audit.queries import AuditQuery
 from app.graphql.authz.queries import AuthzQuery
+from app.graphql.cloud.allocations import AllocationMutation, AllocationQuery
+from app.graphql.cloud.infra import InfraMutation, InfraQuery
+from app.graphql.cloud.remote import RemoteMutation, RemoteQuery
+from app.graphql.cloud.tenants import TenantMutation, TenantQuery
 from app.graphql.common import Node, resolve_node
 from app.graphql.context import Context
 from app.graphql.errors import ErrorCodes, shape_errors
@@ -54,9 +58,34 @@ from app.graphql.identity.user_mutations import UserMutation  # noqa: E402
 from app.graphql.identity.user_queries import UserQuery  # noqa: E402
 
 Query = merge_types(
-    "Query", (NodeQuery, AuthzQuery, IdentityQuery, TenancyQuery, AuditQuery, UserQuery, JobQuery)
+    "Query",
+    (
+        NodeQuery,
+        AuthzQuery,
+        IdentityQuery,
+        TenancyQuery,
+        AuditQuery,
+        UserQuery,
+        JobQuery,
+        InfraQuery,
+        TenantQuery,
+        AllocationQuery,
+        RemoteQuery,
+    ),
 )
-Mutation = merge_types("Mutation", (IdentityMutation, TenancyMutation, UserMutation, JobMutation))
+Mutation = merge_types(
+    "Mutation",
+    (
+        IdentityMutation,
+        TenancyMutation,
+        UserMutation,
+        JobMutation,
+        InfraMutation,
+        TenantMutation,
+        AllocationMutation,
+        RemoteMutation,
+    ),
+)
 Subscription = merge_types("Subscription", (JobSubscription,))
 
 

@@ -1,0 +1,1 @@
+"""Veeam Cloud Connect in the API: infrastructure, tenant accounts, allocations, remote sessions."""
