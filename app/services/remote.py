@@ -17,6 +17,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.functions import Count
@@ -62,7 +63,11 @@ def now() -> datetime:
 def open_q(at: datetime | None = None, path: str = "") -> Q:
     """Sessions still holding a redirector slot: not closed and not expired."""
     prefix = f"{path}__" if path else ""
-    return Q(**{f"{prefix}closed_at__isnull": True, f"{prefix}expires_at__gt": at or now()})
+    filters: dict[str, Any] = {
+        f"{prefix}closed_at__isnull": True,
+        f"{prefix}expires_at__gt": at or now(),
+    }
+    return Q(**filters)
 
 
 def token_hash(token: str) -> str:
