@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from app.auth.authenticate import principal_for_bearer
+from app.authz.capabilities import REMOTE_CONNECTIONS
+from app.authz.matrix import Action
+from app.errors import Conflict
 from app.models import AuditEntry
 from app.models.cloud import (
     CloudGateway,
+    GatewayPool,
+    GatewaySelection,
     RemoteConnectionKind,
     RemoteSession,
-    TenantAccount,
     TenantAccountType,
 )
 from app.services import remote
-
-
-async def make_account(world, company: str = "A1", **kw) -> TenantAccount:
-    defaults = dict(type=TenantAccountType.STANDALONE, managed_by_provider=True, password_hash="x")
-    defaults.update(kw)
-    return await TenantAccount.create(
-        company=world.orgs[company], name=kw.pop("name", f"{company}-tenant"), **defaults
-    )
+from app.services.actor import Actor
+from tests.conftest import ON_POSTGRES
+from tests.permission_cases import Subject, outcome
+from tests.test_allocations import (
+    ADMIN,
+    ALL_SUBJECTS,
+    code,
+    expected_outcome,
+    gid,
+    home_company,
+    make_account,
+)
 
 
 async def make_session(account, gateway, *, expires_in: int = 600, closed: bool = False):
@@ -50,3 +62,210 @@ async def test_close_sessions_for_tenant_closes_only_that_tenants_open_sessions(
     assert entry.organization_id == world.orgs["A1"].id
     assert entry.details == {"reason": "consent withdrawn", "automatic": True}
     assert await remote.close_sessions_for_tenant(mine.id, "again") == 0
+
+
+# --- through the API -----------------------------------------------------------------------
+
+OPEN = """mutation($input: RemoteConnectionOpenInput!) { remoteConnectionOpen(input: $input) {
+  endpoint token expiresAt session { id kind open gatewayId closedAt } } }"""
+CLOSE = "mutation($id: ID!) { remoteConnectionClose(id: $id) { id open closeReason } }"
+
+
+def open_vars(account, kind: str = "RDP") -> dict:
+    return {"input": {"tenantAccountId": gid("TenantAccount", account.id), "kind": kind}}
+
+
+async def test_open_returns_endpoint_and_a_token_stored_only_as_its_hash(world, gql) -> None:
+    gw = await CloudGateway.create(name="gw1", address="gw1.example.test", port=6180)
+    account = await make_account(world, "A1")
+    body = await gql(OPEN, open_vars(account, "REMOTE_CONSOLE"), token=world.token(*ADMIN))
+    opened = body["data"]["remoteConnectionOpen"]
+    assert opened["endpoint"] == "gw1.example.test:6180"
+    assert opened["session"]["kind"] == "REMOTE_CONSOLE" and opened["session"]["open"] is True
+    assert opened["session"]["gatewayId"] == gid("CloudGateway", gw.id)
+    row = await RemoteSession.get()
+    assert row.token_hash == remote.token_hash(opened["token"]) != opened["token"]
+    assert (row.expires_at - row.opened_at).total_seconds() == pytest.approx(3600, abs=5)
+    entry = await AuditEntry.get(action="remoteConnectionOpen")
+    assert entry.outcome == "SUCCESS" and entry.object_id == str(row.id)
+    assert entry.organization_id == world.orgs["A1"].id
+    assert opened["token"] not in str(entry.details)
+
+
+REFUSALS = [
+    (
+        {"type": TenantAccountType.VCD},
+        "BAD_USER_INPUT",
+        "remote connection to a backup server of a tenant with a VMware Cloud Director tenant "
+        "account is not supported: create a separate standalone tenant account for this tenant "
+        "and have the tenant connect with its credentials",
+    ),
+    (
+        {"managed_by_provider": False},
+        "FORBIDDEN",
+        'the tenant has not enabled "Allow this Veeam Backup & Replication installation to be '
+        'managed by the service provider": only the tenant can allow remote connections',
+    ),
+    ({"enabled": False}, "CONFLICT", "the tenant account is disabled"),
+    (
+        {"lease_expires_at": datetime(2020, 1, 1, tzinfo=UTC)},
+        "CONFLICT",
+        "the tenant account's lease has expired",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "want_code", "message"), REFUSALS)
+async def test_each_refusal_has_its_code_and_message(
+    world, gql, fields, want_code, message
+) -> None:
+    await CloudGateway.create(name="gw1", address="gw1.example.test")
+    account = await make_account(world, "A1", **fields)
+    body = await gql(OPEN, open_vars(account), token=world.token(*ADMIN))
+    assert code(body) == want_code
+    assert body["errors"][0]["message"] == message
+    assert await RemoteSession.all().count() == 0
+    entry = await AuditEntry.get(action="remoteConnectionOpen")
+    assert entry.outcome == "FAILURE" and entry.details["error"] == want_code
+
+
+async def test_capacity_pools_and_failover(world, gql) -> None:
+    token = world.token(*ADMIN)
+    pool = await GatewayPool.create(name="east")
+    await CloudGateway.create(name="off", address="off.test", pool=pool, enabled=False)
+    inpool = await CloudGateway.create(
+        name="in", address="in.test", pool=pool, redirector_capacity=1
+    )
+    other = await CloudGateway.create(name="other", address="other.test", redirector_capacity=1)
+    account = await make_account(
+        world, "A1", gateway_selection=GatewaySelection.POOLS, gateway_failover=False
+    )
+    await account.gateway_pools.add(pool)
+    body = await gql(OPEN, open_vars(account), token=token)
+    assert body["data"]["remoteConnectionOpen"]["endpoint"] == "in.test:6180"
+    # The pool's only slot is taken and failover is off: CONFLICT.
+    body = await gql(OPEN, open_vars(account), token=token)
+    assert code(body) == "CONFLICT"
+    assert body["errors"][0]["message"] == (
+        "no cloud gateway this tenant may use has a free network redirector slot"
+    )
+    account.gateway_failover = True
+    await account.save()
+    body = await gql(OPEN, open_vars(account), token=token)
+    assert body["data"]["remoteConnectionOpen"]["endpoint"] == "other.test:6180"
+    body = await gql(OPEN, open_vars(account), token=token)
+    assert code(body) == "CONFLICT"
+    # An expired session frees its slot, even before expire_sessions() writes it down.
+    await RemoteSession.filter(gateway_id=inpool.id).update(
+        expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    body = await gql(OPEN, open_vars(account), token=token)
+    assert body["data"]["remoteConnectionOpen"]["endpoint"] == "in.test:6180"
+    assert await remote.expire_sessions() == 1
+    expired = await RemoteSession.get(gateway_id=inpool.id, close_reason="expired")
+    assert expired.closed_at is not None
+    assert other.id  # used above
+
+
+async def test_close_frees_the_slot_and_is_audited(world, gql) -> None:
+    await CloudGateway.create(name="gw", address="gw.test", redirector_capacity=1)
+    account = await make_account(world, "A1")
+    token = world.token(*ADMIN)
+    body = await gql(OPEN, open_vars(account), token=token)
+    sid = body["data"]["remoteConnectionOpen"]["session"]["id"]
+    assert code(await gql(OPEN, open_vars(account), token=token)) == "CONFLICT"
+    body = await gql(CLOSE, {"id": sid}, token=token)
+    assert body["data"]["remoteConnectionClose"] == {
+        "id": sid,
+        "open": False,
+        "closeReason": "closed",
+    }
+    assert code(await gql(CLOSE, {"id": sid}, token=token)) == "CONFLICT"
+    assert code(await gql(OPEN, open_vars(account), token=token)) is None
+    body = await gql(
+        "query($f: RemoteSessionFilter) { remoteSessions(filter: $f) { nodes { id open } } }",
+        {"f": {"open": False}},
+        token=token,
+    )
+    assert body["data"]["remoteSessions"]["nodes"] == [{"id": sid, "open": False}]
+    closes = await AuditEntry.filter(action="remoteConnectionClose").values_list(
+        "outcome", flat=True
+    )
+    assert sorted(closes) == ["FAILURE", "SUCCESS"]
+
+
+async def test_consent_withdrawal_ends_open_sessions(world, gql) -> None:
+    await CloudGateway.create(name="gw", address="gw.test")
+    account = await make_account(world, "A1")
+    actor = Actor(await principal_for_bearer(world.token(*ADMIN)))
+    opened = await remote.open_session(actor, account.id, RemoteConnectionKind.RDP)
+    account.managed_by_provider = False
+    await account.save()
+    assert await remote.close_sessions_for_tenant(account.id, "consent withdrawn") == 1
+    row = await RemoteSession.get(id=opened.session.id)
+    assert not remote.is_open(row) and row.close_reason == "consent withdrawn"
+    body = await gql(OPEN, open_vars(account), token=world.token(*ADMIN))
+    assert code(body) == "FORBIDDEN"
+
+
+async def test_cross_tenant_sessions_are_not_found(world, gql) -> None:
+    await CloudGateway.create(name="gw", address="gw.test")
+    account = await make_account(world, "A1")
+    actor = Actor(await principal_for_bearer(world.token(*ADMIN)))
+    opened = await remote.open_session(actor, account.id, RemoteConnectionKind.RDP)
+    sid = gid("RemoteSession", opened.session.id)
+    token = world.token("R2", "Service Provider Global Administrator")
+    assert code(await gql(OPEN, open_vars(account), token=token)) == "NOT_FOUND"
+    assert code(await gql(CLOSE, {"id": sid}, token=token)) == "NOT_FOUND"
+    body = await gql("query($id: ID!) { remoteSession(id: $id) { id } }", {"id": sid}, token=token)
+    assert code(body) == "NOT_FOUND"
+    body = await gql("{ remoteSessions { nodes { id } } }", token=token)
+    assert body["data"]["remoteSessions"]["nodes"] == []
+    assert remote.is_open(await RemoteSession.get(id=opened.session.id))
+
+
+@pytest.mark.parametrize("subject", ALL_SUBJECTS, ids=[s.id for s in ALL_SUBJECTS])
+async def test_remote_operations_follow_the_matrix(subject: Subject, use_settings, db, gql) -> None:
+    from tests.factories import build_world
+
+    use_settings(edition=subject.edition)
+    world = await build_world()
+    token = world.tokens[subject.key]
+    p = await principal_for_bearer(token)
+    await CloudGateway.create(name="gw", address="gw.test", redirector_capacity=100)
+    for company in sorted({home_company(world, subject), "A1"}):
+        account = await make_account(world, company)
+        org = world.orgs[company]
+        body = await gql(
+            "query($f: RemoteSessionFilter) { remoteSessions(filter: $f) { nodes { id } } }",
+            {"f": {"tenantAccountId": gid("TenantAccount", account.id)}},
+            token=token,
+        )
+        # A list: out-of-scope rows are simply absent, so NOT_FOUND reads as an empty answer.
+        want = expected_outcome(p, REMOTE_CONNECTIONS, Action.READ, org)
+        assert outcome(body, "remoteSessions") == (None if want == "NOT_FOUND" else want)
+        body = await gql(OPEN, open_vars(account), token=token)
+        want = expected_outcome(p, REMOTE_CONNECTIONS, Action.CREATE, org)
+        assert outcome(body, "remoteConnectionOpen") == want, (company, body)
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="row locks need PostgreSQL")
+async def test_concurrent_opens_never_exceed_capacity(world) -> None:
+    gateways = [
+        await CloudGateway.create(name=f"gw{i}", address=f"gw{i}.test", redirector_capacity=3)
+        for i in range(2)
+    ]
+    accounts = [await make_account(world, "A1", name=f"t{i}") for i in range(5)]
+    actor = Actor(await principal_for_bearer(world.token(*ADMIN)))
+
+    async def attempt(account) -> str:
+        try:
+            await remote.open_session(actor, account.id, RemoteConnectionKind.RDP)
+            return "ok"
+        except Conflict:
+            return "conflict"
+
+    results = await asyncio.gather(*[attempt(accounts[i % 5]) for i in range(20)])
+    assert results.count("ok") == 6 and results.count("conflict") == 14
+    for gw in gateways:
+        assert await RemoteSession.filter(remote.open_q(), gateway_id=gw.id).count() == 3
