@@ -12,6 +12,7 @@ from dataclasses import replace
 import httpx
 import pytest
 from tortoise.context import TortoiseContext
+from tortoise.fields.relational import ManyToManyFieldInstance
 
 from app.db import tortoise_config
 from app.settings import Settings, override_settings
@@ -59,9 +60,16 @@ async def _drop_pg() -> None:
 
 async def _truncate(ctx: TortoiseContext) -> None:
     conn = ctx.db()
-    tables = [m._meta.db_table for m in ctx.apps.get_models_iterable()]  # type: ignore[union-attr]
-    m2m = ["user_scope_companies", "user_scope_locations"]
-    quoted = ", ".join(f'"{t}"' for t in [*tables, *m2m])
+    models = list(ctx.apps.get_models_iterable())  # type: ignore[union-attr]
+    tables = {m._meta.db_table for m in models}
+    # Many-to-many link tables, read from the models so a new one is never forgotten.
+    tables |= {
+        f.through
+        for m in models
+        for f in m._meta.fields_map.values()
+        if isinstance(f, ManyToManyFieldInstance)
+    }
+    quoted = ", ".join(f'"{t}"' for t in sorted(tables))
     await conn.execute_script(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
 
 

@@ -75,6 +75,9 @@ class OrganizationType(Node):
     email: str
     enabled: bool = strawberry.field(description="The organization's own switch.")
     created_at: datetime
+    baas: bool = strawberry.field(
+        description="Backup as a Service: the provider manages the tenant-side configuration."
+    )
 
     @classmethod
     def from_row(cls, row: Organization) -> Any:
@@ -86,6 +89,7 @@ class OrganizationType(Node):
             email=row.email,
             enabled=row.enabled,
             created_at=row.created_at,
+            baas=row.baas,
         )
 
     @strawberry.field(
