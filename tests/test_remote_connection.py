@@ -129,6 +129,16 @@ async def test_each_refusal_has_its_code_and_message(
     assert entry.outcome == "FAILURE" and entry.details["error"] == want_code
 
 
+async def test_disabled_company_refuses_the_connection(world, gql) -> None:
+    await CloudGateway.create(name="gw1", address="gw1.example.test")
+    account = await make_account(world, "A1")
+    world.orgs["R1"].enabled = False
+    await world.orgs["R1"].save()
+    body = await gql(OPEN, open_vars(account), token=world.token(*ADMIN))
+    assert code(body) == "CONFLICT"
+    assert body["errors"][0]["message"] == "the tenant account's company or reseller is disabled"
+
+
 async def test_capacity_pools_and_failover(world, gql) -> None:
     token = world.token(*ADMIN)
     pool = await GatewayPool.create(name="east")

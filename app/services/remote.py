@@ -5,7 +5,8 @@ Refusals and their codes:
 - a VMware Cloud Director account → BAD_USER_INPUT (not supported; a standalone account fixes it);
 - the tenant did not enable "Allow this Veeam Backup & Replication installation to be managed
   by the service provider" → FORBIDDEN (the tenant's consent is missing, not the caller's input);
-- the account is disabled or its lease expired, or no gateway has a free slot → CONFLICT.
+- the account (or its company or reseller) is disabled, its lease expired, or no gateway has
+  a free slot → CONFLICT.
 
 A session is open while `closed_at` is null and `expires_at` is in the future: an expired
 session is closed as far as every count is concerned, and `expire_sessions()` writes it down.
@@ -171,6 +172,13 @@ async def open_session(actor: Actor, account_id: int, kind: RemoteConnectionKind
         refused = refusal(account, at)
         if refused is not None:
             raise refused
+        from app.services.tenant_accounts import is_active  # it imports this module
+
+        if not await is_active(account):
+            raise Conflict(
+                "the tenant account's company or reseller is disabled",
+                field="input.tenantAccountId",
+            )
         gateway = None
         for tier in await _gateway_tiers(account):
             gateway = await _free_gateway(tier, at)
