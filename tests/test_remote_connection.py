@@ -279,3 +279,37 @@ async def test_concurrent_opens_never_exceed_capacity(world) -> None:
     assert results.count("ok") == 6 and results.count("conflict") == 14
     for gw in gateways:
         assert await RemoteSession.filter(remote.open_q(), gateway_id=gw.id).count() == 3
+
+
+async def test_disabling_the_reseller_ends_its_companies_remote_sessions(world, gql) -> None:
+    gateway = await CloudGateway.create(name="gw", address="gw.test")
+    account = await make_account(world, "A1")
+    open_one = await make_session(account, gateway)
+    other = await make_session(await make_account(world, "B1"), gateway)
+    body = await gql(
+        "mutation($id: ID!) { resellerDisable(id: $id) { active } }",
+        {"id": gid("Reseller", world.orgs["R1"].id)},
+        token=world.token("Provider", "Service Provider Global Administrator"),
+    )
+    assert body["data"]["resellerDisable"] == {"active": False}
+    closed = await RemoteSession.get(id=open_one.id)
+    assert closed.closed_at is not None and closed.close_reason == "organization disabled"
+    assert (await RemoteSession.get(id=other.id)).closed_at is None
+
+
+async def test_the_hourly_purge_writes_down_expired_sessions(world) -> None:
+    from app.jobs.context import JobContext
+    from app.jobs.maintenance import purge
+    from app.models import Job
+
+    gateway = await CloudGateway.create(name="gw", address="gw.test")
+    account = await make_account(world, "A1")
+    expired = await make_session(account, gateway, expires_in=-5)
+    live = await make_session(account, gateway)
+    job = await Job.create(
+        kind="maintenance.purge", functionality="CONFIGURATION", state="RUNNING", worker_id="w"
+    )
+    counts = await purge(JobContext(job, "w"))
+    assert counts["remote_sessions"] == 1
+    assert (await RemoteSession.get(id=expired.id)).close_reason == "expired"
+    assert (await RemoteSession.get(id=live.id)).closed_at is None

@@ -357,7 +357,7 @@ async def test_maintenance_purge(worker, world):
     drain(broker, w)
     row = await Job.get(id=job.id)
     assert row.state == JobState.SUCCEEDED, row.error
-    assert row.result == {"sessions": 2, "login_throttle": 1, "jobs": 1}
+    assert row.result == {"sessions": 2, "login_throttle": 1, "remote_sessions": 0, "jobs": 1}
     assert not await SessionToken.filter(id__in=[old.id, revoked.id]).exists()
     assert await SessionToken.filter(id=recent.id).exists()
     assert await LoginThrottle.filter(key="account:y").exists()

@@ -1,7 +1,8 @@
 """maintenance.purge: the platform's housekeeping (organization None), run by the scheduler.
 
 Deletes session tokens expired or revoked more than a day ago, login throttle counters whose
-window has passed, and finished jobs older than 30 days. Each step is a bulk DELETE, so a
+window has passed, finished jobs older than 30 days, and writes down remote sessions whose
+time ran out (they already count as closed; this frees their rows for reporting). Each step is a bulk DELETE, so a
 re-run after a crash simply deletes what is left."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from app.jobs.context import JobContext
 from app.jobs.registry import JobKind, register
 from app.models import Job, SessionToken
 from app.models.jobs import FINISHED
+from app.services import remote
 
 SESSION_GRACE = timedelta(days=1)
 JOB_RETENTION = timedelta(days=30)
@@ -36,7 +38,11 @@ async def purge(ctx: JobContext) -> dict[str, Any]:
 
     await ctx.step("login throttle")
     counts["login_throttle"] = counts.get("login_throttle", 0) + await throttle.purge_expired()
-    await ctx.progress(66, "login throttle counters deleted", {"counts": counts})
+    await ctx.progress(50, "login throttle counters deleted", {"counts": counts})
+
+    await ctx.step("remote sessions")
+    counts["remote_sessions"] = counts.get("remote_sessions", 0) + await remote.expire_sessions(at)
+    await ctx.progress(75, "expired remote sessions closed", {"counts": counts})
 
     await ctx.step("jobs")
     counts["jobs"] = (

@@ -12,7 +12,8 @@ from app.authz.matrix import Action, load_matrix
 from app.authz.principal import Principal, Target
 from app.db import column
 from app.errors import BadInput, Conflict, Forbidden, NotFound
-from app.models import Location, Organization, OrgKind, SessionToken, User
+from app.models import Location, Organization, OrgKind, SessionToken, TenantAccount, User
+from app.services import remote
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.guards import require
@@ -191,8 +192,16 @@ async def set_organization_enabled(
         org.enabled = enabled
         await org.save(update_fields=["enabled", "updated_at"])
         if not enabled:
-            revoked = await revoke_sessions_of_orgs(await _subtree_ids(org))
-            entry.details["sessionsRevoked"] = revoked
+            subtree = await _subtree_ids(org)
+            entry.details["sessionsRevoked"] = await revoke_sessions_of_orgs(subtree)
+            # Tenant accounts of a disabled organization stop working: their open remote
+            # connections end with it.
+            closed = 0
+            for account_id in await column(TenantAccount.filter(company_id__in=subtree), "id"):
+                closed += await remote.close_sessions_for_tenant(
+                    account_id, "organization disabled", actor
+                )
+            entry.details["remoteSessionsClosed"] = closed
     return org
 
 

@@ -12,7 +12,7 @@ times the query in-process through `schema.execute`. Prints a table and writes J
 bench-results/foundation.json (`--quick`: a small tree and short runs, to
 bench-results/foundation-quick.json).
 
-    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|all] [--quick] [--keep]
+    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|allocations|all] [--quick] [--keep]
         [--duration S] [--out PATH] [--jobs-out PATH]
 
 `--suite` picks the benchmarks (default all); `--quick` and `--keep` apply to each, `--out`
@@ -441,7 +441,10 @@ def report(
 def parse_args(argv: list[str] | None) -> Plan:
     parser = argparse.ArgumentParser(description="Tenantry benchmarks (make bench)")
     parser.add_argument(
-        "--suite", choices=["foundation", "jobs", "all"], default="all", help="what to measure"
+        "--suite",
+        choices=["foundation", "jobs", "allocations", "all"],
+        default="all",
+        help="what to measure",
     )
     parser.add_argument("--quick", action="store_true", help="small tree, short runs (smoke)")
     parser.add_argument("--keep", action="store_true", help=f"keep the {DB_NAME} database")
@@ -481,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
         from tests.bench import jobs
 
         status = jobs.run(quick=plan.quick, out=plan.jobs_out, keep=plan.keep) or status
+    if plan.suite in ("allocations", "all"):
+        from tests.bench import allocations
+
+        status = allocations.run(quick=plan.quick, keep=plan.keep) or status
     return status
 
 
