@@ -26,6 +26,11 @@ from app.models.cloud import (
 )
 from app.models.identity import ApiKey, LoginThrottle, SessionToken, User
 from app.models.jobs import Job, JobState
+from app.models.reseller_resources import (
+    ResellerHardwarePlan,
+    ResellerIpPoolQuota,
+    ResellerRepositoryQuota,
+)
 from app.models.scheduling import ScheduledTick, SchedulerLease
 from app.models.tenancy import Location, Organization, OrgKind
 
@@ -53,6 +58,9 @@ __all__ = [
     "RemoteSession",
     "ReplicaKind",
     "ReplicaState",
+    "ResellerHardwarePlan",
+    "ResellerIpPoolQuota",
+    "ResellerRepositoryQuota",
     "ScheduledTick",
     "SchedulerLease",
     "SessionToken",
