@@ -32,6 +32,7 @@ from app.services import allocations
 from app.services.actor import Actor
 from tests.conftest import ON_POSTGRES
 from tests.permission_cases import Subject, outcome, subjects
+from tests.reseller_grants import give_resellers
 
 ADMIN = ("Provider", "Service Provider Global Administrator")
 
@@ -107,6 +108,7 @@ async def make_plan(name: str = "Plan", with_internet: int = 1, without: int = 2
     )
     await HardwarePlanDatastore.create(plan=plan, datastore="ds1", quota_gb=100)
     await HardwarePlanDatastore.create(plan=plan, datastore="ds2", quota_gb=50)
+    await give_resellers(plan=plan)  # companies under a reseller need it granted
     return plan
 
 
@@ -243,6 +245,7 @@ async def test_public_ips_lowest_first_all_or_nothing_release(world, gql) -> Non
     pool = await PublicIpPool.create(
         name="p", first_address="198.51.100.1", last_address="198.51.100.4"
     )
+    await give_resellers(pool=pool)
     a1 = await make_account(world, "A1")
     token = world.token(*ADMIN)
 
@@ -290,6 +293,7 @@ async def test_public_ips_lowest_first_all_or_nothing_release(world, gql) -> Non
 
 async def test_public_ips_refused_for_cloud_director_accounts(world, gql) -> None:
     pool = await PublicIpPool.create(name="p", first_address="10.0.0.1", last_address="10.0.0.9")
+    await give_resellers(pool=pool)
     vcd = await make_account(world, "A1", type=TenantAccountType.VCD)
     body = await gql(
         ALLOCATE,
@@ -311,6 +315,7 @@ async def test_public_ips_refused_for_cloud_director_accounts(world, gql) -> Non
 
 async def test_cross_tenant_objects_are_not_found(world, gql) -> None:
     pool = await PublicIpPool.create(name="p", first_address="10.0.0.1", last_address="10.0.0.9")
+    await give_resellers(pool=pool)
     await VlanRange.create(host="h1", first_id=10, last_id=11, internet=True)
     plan = await make_plan(with_internet=1, without=0)
     a1 = await make_account(world, "A1")
@@ -366,6 +371,7 @@ async def test_allocation_operations_follow_the_matrix(
     token = world.tokens[subject.key]
     p = await principal_for_bearer(token)
     pool = await PublicIpPool.create(name="p", first_address="10.0.0.1", last_address="10.0.0.99")
+    await give_resellers(pool=pool)
     for company in sorted({home_company(world, subject), "A1"}):
         account = await make_account(world, company)
         org = world.orgs[company]
@@ -402,6 +408,7 @@ async def test_concurrent_allocations_never_overlap(world) -> None:
     await VlanRange.create(host="h1", first_id=1, last_id=30, internet=True)
     await VlanRange.create(host="h1", first_id=100, last_id=159, internet=False)
     pool = await PublicIpPool.create(name="p", first_address="10.1.0.1", last_address="10.1.0.100")
+    await give_resellers(pool=pool)
     plans = [await make_plan(f"plan{i}", with_internet=1, without=2) for i in range(2)]
     accounts = [await make_account(world, "A1", name=f"t{i}") for i in range(20)]
     actor = Actor(await principal_for_bearer(world.token(*ADMIN)))

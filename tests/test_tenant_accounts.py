@@ -36,6 +36,7 @@ from app.services.quotas import subtenant_role_name
 from app.services.tenant_accounts import is_active
 from tests.factories import World, build_world, password_hash
 from tests.permission_cases import EDITIONS, Scene, Subject, build_scene, subjects
+from tests.reseller_grants import give_resellers
 
 TA_PASSWORD = "Tenant-Secret-Phrase-77"
 SP_ADMIN = ("Provider", "Service Provider Global Administrator")
@@ -51,7 +52,9 @@ def code(body: dict) -> str | None:
 
 
 async def make_repo(name: str = "repo-1", capacity_gb: int = 1000) -> CloudRepository:
-    return await CloudRepository.create(name=name, capacity_gb=capacity_gb)
+    repo = await CloudRepository.create(name=name, capacity_gb=capacity_gb)
+    await give_resellers(repository=repo)  # companies under a reseller need it allocated
+    return repo
 
 
 async def make_account(

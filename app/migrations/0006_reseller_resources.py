@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
                 ('reseller', fields.ForeignKeyField('models.Organization', source_field='reseller_id', db_constraint=True, to_field='id', related_name='hardware_plans', on_delete=OnDelete.CASCADE)),
-                ('plan', fields.ForeignKeyField('models.HardwarePlan', source_field='plan_id', db_constraint=True, to_field='id', related_name='reseller_grants', on_delete=OnDelete.RESTRICT)),
+                ('plan', fields.ForeignKeyField('models.HardwarePlan', source_field='plan_id', db_constraint=True, to_field='id', related_name='reseller_grants', on_delete=OnDelete.CASCADE)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
             options={'table': 'reseller_hardware_plans', 'app': 'models', 'unique_together': (('reseller', 'plan'),), 'pk_attr': 'id', 'table_description': "A hardware plan the reseller may subscribe its companies' tenants to."},
@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
                 ('reseller', fields.ForeignKeyField('models.Organization', source_field='reseller_id', db_constraint=True, to_field='id', related_name='ip_pool_quotas', on_delete=OnDelete.CASCADE)),
-                ('pool', fields.ForeignKeyField('models.PublicIpPool', source_field='pool_id', db_constraint=True, to_field='id', related_name='reseller_quotas', on_delete=OnDelete.RESTRICT)),
+                ('pool', fields.ForeignKeyField('models.PublicIpPool', source_field='pool_id', db_constraint=True, to_field='id', related_name='reseller_quotas', on_delete=OnDelete.CASCADE)),
                 ('max_addresses', fields.IntField()),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
                 ('reseller', fields.ForeignKeyField('models.Organization', source_field='reseller_id', db_constraint=True, to_field='id', related_name='repository_quotas', on_delete=OnDelete.CASCADE)),
-                ('repository', fields.ForeignKeyField('models.CloudRepository', source_field='repository_id', db_constraint=True, to_field='id', related_name='reseller_quotas', on_delete=OnDelete.RESTRICT)),
+                ('repository', fields.ForeignKeyField('models.CloudRepository', source_field='repository_id', db_constraint=True, to_field='id', related_name='reseller_quotas', on_delete=OnDelete.CASCADE)),
                 ('quota_gb', fields.BigIntField()),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],

@@ -22,7 +22,7 @@ class ResellerRepositoryQuota(Model):
         "models.Organization", related_name="repository_quotas", on_delete=fields.CASCADE
     )
     repository: fields.ForeignKeyRelation[CloudRepository] = fields.ForeignKeyField(
-        "models.CloudRepository", related_name="reseller_quotas", on_delete=fields.RESTRICT
+        "models.CloudRepository", related_name="reseller_quotas", on_delete=fields.CASCADE
     )
     quota_gb = fields.BigIntField()
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -41,7 +41,7 @@ class ResellerHardwarePlan(Model):
         "models.Organization", related_name="hardware_plans", on_delete=fields.CASCADE
     )
     plan: fields.ForeignKeyRelation[HardwarePlan] = fields.ForeignKeyField(
-        "models.HardwarePlan", related_name="reseller_grants", on_delete=fields.RESTRICT
+        "models.HardwarePlan", related_name="reseller_grants", on_delete=fields.CASCADE
     )
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -59,7 +59,7 @@ class ResellerIpPoolQuota(Model):
         "models.Organization", related_name="ip_pool_quotas", on_delete=fields.CASCADE
     )
     pool: fields.ForeignKeyRelation[PublicIpPool] = fields.ForeignKeyField(
-        "models.PublicIpPool", related_name="reseller_quotas", on_delete=fields.RESTRICT
+        "models.PublicIpPool", related_name="reseller_quotas", on_delete=fields.CASCADE
     )
     max_addresses = fields.IntField()
     created_at = fields.DatetimeField(auto_now_add=True)

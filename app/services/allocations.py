@@ -148,6 +148,11 @@ async def subscribe(actor: Actor, account_id: int, plan_id: int) -> HardwarePlan
         "HardwarePlanSubscription",
         organization_id=account.company_id,  # type: ignore[attr-defined]
     ) as entry:
+        # --- reseller cap (app.services.reseller_resources): the plan granted to the reseller
+        from app.services.reseller_resources import enforce_plan_granted
+
+        await enforce_plan_granted(account, plan.id)
+        # --- end reseller cap
         if await HardwarePlanSubscription.exists(tenant_account_id=account.id, plan_id=plan.id):
             raise Conflict("the tenant account is already subscribed to this plan")
         try:
@@ -223,6 +228,11 @@ async def allocate_public_ips(
         "PublicIpAllocation",
         organization_id=account.company_id,  # type: ignore[attr-defined]
     ) as entry:
+        # --- reseller cap (app.services.reseller_resources): locks the reseller's pool quota
+        from app.services.reseller_resources import enforce_ip_quota
+
+        await enforce_ip_quota(account, pool_id, count)
+        # --- end reseller cap
         rows = await allocate_addresses(account, pool_id, count)
         entry.bind(
             rows[0].id,

@@ -166,6 +166,11 @@ async def set_resource(
                     field="input.quotaGb",
                     subtenantQuotaGb=reserved,
                 )
+        # --- reseller cap (app.services.reseller_resources): locks the reseller's quota row
+        from app.services.reseller_resources import enforce_repository_quota
+
+        await enforce_repository_quota(account, repository_id, quota_gb, old)
+        # --- end reseller cap
         await _check_capacity(repository_id, quota_gb - old, allow_oversubscription)
         if resource is None:
             resource = await BackupResource.create(
