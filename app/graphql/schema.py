@@ -22,6 +22,7 @@ from app.graphql.authz.queries import AuthzQuery
 from app.graphql.cloud.allocations import AllocationMutation, AllocationQuery
 from app.graphql.cloud.infra import InfraMutation, InfraQuery
 from app.graphql.cloud.remote import RemoteMutation, RemoteQuery
+from app.graphql.cloud.reseller_resources import ResellerResourceMutation, ResellerResourceQuery
 from app.graphql.cloud.tenants import TenantMutation, TenantQuery
 from app.graphql.common import Node, resolve_node
 from app.graphql.context import Context
@@ -71,6 +72,7 @@ Query = merge_types(
         TenantQuery,
         AllocationQuery,
         RemoteQuery,
+        ResellerResourceQuery,
     ),
 )
 Mutation = merge_types(
@@ -84,6 +86,7 @@ Mutation = merge_types(
         TenantMutation,
         AllocationMutation,
         RemoteMutation,
+        ResellerResourceMutation,
     ),
 )
 Subscription = merge_types("Subscription", (JobSubscription,))

@@ -103,8 +103,8 @@ async def reseller_repository_used_gb(
     query = BackupResource.filter(repository_id=repository_id, **_reseller_accounts(reseller_id))
     if exclude_account_id is not None:
         query = query.exclude(tenant_account_id=exclude_account_id)
-    row = await query.annotate(total=Sum("quota_gb")).first().values("total")
-    return int((row or {}).get("total") or 0)
+    rows = await query.annotate(total=Sum("quota_gb")).group_by("repository_id").values("total")
+    return int(rows[0]["total"] or 0) if rows else 0
 
 
 async def reseller_pool_addresses(reseller_id: int, pool_id: int) -> int:
@@ -211,22 +211,22 @@ def _provider(actor: Actor, action: Action) -> None:
 async def repository_allocated_gb(repository_id: int, exclude_reseller_id: int) -> int:
     """Every other reseller's quota on the repository + the quotas of tenant accounts of
     companies that are not under a reseller."""
-    row = (
-        await ResellerRepositoryQuota.filter(repository_id=repository_id)
-        .exclude(reseller_id=exclude_reseller_id)
-        .annotate(total=Sum("quota_gb"))
-        .first()
-        .values("total")
-    )
-    resellers = int((row or {}).get("total") or 0)
-    row = (
-        await BackupResource.filter(repository_id=repository_id)
-        .exclude(tenant_account__company__parent__kind=OrgKind.RESELLER)
-        .annotate(total=Sum("quota_gb"))
-        .first()
-        .values("total")
-    )
-    return resellers + int((row or {}).get("total") or 0)
+    total = 0
+    for query in (
+        ResellerRepositoryQuota.filter(repository_id=repository_id).exclude(
+            reseller_id=exclude_reseller_id
+        ),
+        BackupResource.filter(repository_id=repository_id).exclude(
+            tenant_account__company__parent__kind=OrgKind.RESELLER
+        ),
+    ):
+        rows = (
+            await query.annotate(total=Sum("quota_gb"))  # type: ignore[attr-defined]
+            .group_by("repository_id")
+            .values("total")
+        )
+        total += int(rows[0]["total"] or 0) if rows else 0
+    return total
 
 
 async def set_repository_quota(
