@@ -60,12 +60,10 @@ MAX_ADDRESSES = 65_536
 
 async def reseller_of_company(company_id: int) -> int | None:
     """The reseller above the company, or None when the company sits under the provider."""
-    parent: int | None = (
-        await Organization.filter(id=company_id, parent__kind=OrgKind.RESELLER)
-        .first()
-        .values_list("parent_id", flat=True)
+    rows = await Organization.filter(id=company_id, parent__kind=OrgKind.RESELLER).values_list(
+        "parent_id", flat=True
     )
-    return parent
+    return int(rows[0]) if rows else None  # type: ignore[call-overload]
 
 
 async def reseller_of_account(account: TenantAccount) -> int | None:
