@@ -14,7 +14,9 @@ from app.models import (
     ResellerRepositoryQuota,
 )
 
-PLENTY_GB = 10**9
+# A quarter of the repository each: the world's two resellers commit half its capacity, so
+# companies directly under the provider still find room (reseller quotas count against it).
+RESELLER_SHARE = 4
 PLENTY_ADDRESSES = 65_536
 
 
@@ -26,7 +28,9 @@ async def give_resellers(
     for reseller in await Organization.filter(kind=OrgKind.RESELLER):
         if repository is not None:
             await ResellerRepositoryQuota.create(
-                reseller=reseller, repository=repository, quota_gb=PLENTY_GB
+                reseller=reseller,
+                repository=repository,
+                quota_gb=repository.capacity_gb // RESELLER_SHARE,
             )
         if plan is not None:
             await ResellerHardwarePlan.create(reseller=reseller, plan=plan)

@@ -60,7 +60,9 @@ def admin_gql(world, gql):
     return run
 
 
-async def make_account(world, company: str = "A1", name: str = "tenant") -> TenantAccount:
+async def make_account(world, company: str = "P1", name: str = "tenant") -> TenantAccount:
+    # P1 sits directly under the provider: its quotas count against the repository itself
+    # (a reseller's companies live inside the reseller's own quota).
     return await TenantAccount.create(
         company=world.orgs[company], name=name, type=TenantAccountType.STANDALONE, password_hash="x"
     )
@@ -102,7 +104,7 @@ async def test_repository_create_validate_and_list_with_aggregates(world, admin_
     repo.used_gb = 150
     await repo.save()
     other = await CloudRepository.create(name="Repo 3", capacity_gb=10)
-    a, b = await make_account(world, "A1", "ta"), await make_account(world, "B1", "tb")
+    a, b = await make_account(world, "P1", "ta"), await make_account(world, "P1", "tb")
     await BackupResource.create(tenant_account=a, repository=repo, quota_gb=300)
     await BackupResource.create(tenant_account=b, repository=repo, quota_gb=200)
     await BackupResource.create(tenant_account=a, repository=other, quota_gb=7)
@@ -215,7 +217,7 @@ async def test_concurrent_reservations_never_exceed_capacity(world) -> None:
     """Each reservation checks and inserts in its own transaction; the repository row lock
     serialises them, so exactly capacity / size succeed."""
     repo = await CloudRepository.create(name="r", capacity_gb=100)
-    accounts = [await make_account(world, "A1", f"t{i}") for i in range(30)]
+    accounts = [await make_account(world, "P1", f"t{i}") for i in range(30)]
 
     async def reserve(account: TenantAccount) -> str:
         try:

@@ -99,8 +99,9 @@ async def test_quota_arithmetic(world: World, gql) -> None:
     assert body["data"]["backupResourceSet"]["subtenantQuotaGb"] == 70
     assert (await BackupResource.get(id=resource.id)).quota_gb == 70
 
-    # The repository's capacity: 70 + 950 > 1000 × 1.0 without the override.
-    other = await make_account(world.orgs["A2"], "a2-account")
+    # The repository's capacity, for a company directly under the provider: the resellers'
+    # quotas (2 × 250) + 950 > 1000 × 1.0 without the override.
+    other = await make_account(world.orgs["P1"], "p1-account")
     body = await _set(gql, token, other.id, repo.id, 950)
     assert code(body) == "CONFLICT"
     assert "oversubscription" in body["errors"][0]["message"]
@@ -110,7 +111,7 @@ async def test_quota_arithmetic(world: World, gql) -> None:
     entry = await AuditEntry.filter(action="backupResourceSet", outcome="SUCCESS").order_by("-id")
     assert entry[0].details["allowOversubscription"] is True
     assert entry[0].details["quotaGb"] == 950
-    assert entry[0].organization_id == world.orgs["A2"].id
+    assert entry[0].organization_id == world.orgs["P1"].id
     failures = await AuditEntry.filter(action="backupResourceSet", outcome="FAILURE").count()
     assert failures == 3
 
@@ -336,9 +337,11 @@ async def test_concurrent_resource_creation_makes_one_row(world: World) -> None:
 
     repo = await make_repo(capacity_gb=100)
     staff = Actor(await principal_for_bearer(world.token(*SP_ADMIN)))
-    accounts = [await make_account(world.orgs["A1"], f"acc-{i}") for i in range(5)]
-    # Five accounts ask for 30 GB each on a 100 GB repository: three fit.
-    ok, codes = await _outcomes([quotas.set_resource(staff, a.id, repo.id, 30) for a in accounts])
+    # Companies directly under the provider: the repository's capacity is the limit. The two
+    # resellers hold 25 GB each of the 100 GB, so 50 GB are left.
+    accounts = [await make_account(world.orgs["P1"], f"acc-{i}") for i in range(5)]
+    # Five accounts ask for 15 GB each at once: three fit.
+    ok, codes = await _outcomes([quotas.set_resource(staff, a.id, repo.id, 15) for a in accounts])
     assert ok == 3 and codes == ["CONFLICT"] * 2
     # The same account twice at once: one row, updated.
     ok, _ = await _outcomes(

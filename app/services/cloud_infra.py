@@ -85,14 +85,27 @@ def _check_capacity_value(capacity_gb: int) -> None:
         raise BadInput("the capacity must be a positive number of GB", field="capacityGb")
 
 
-async def allocated_gb(repository_id: int) -> int:
-    rows = (
-        await BackupResource.filter(repository_id=repository_id)
-        .annotate(total=Sum("quota_gb"))
-        .group_by("repository_id")
-        .values("total")
+async def allocated_gb(repository_id: int, exclude_reseller_id: int | None = None) -> int:
+    """What the provider has committed on the repository: the resellers' quotas (their
+    companies' tenants live inside them) plus the quotas of tenant accounts of companies
+    directly under the provider. `exclude_reseller_id`: leave that reseller's quota out."""
+    from app.models import OrgKind, ResellerRepositoryQuota
+
+    resellers = ResellerRepositoryQuota.filter(repository_id=repository_id)
+    if exclude_reseller_id is not None:
+        resellers = resellers.exclude(reseller_id=exclude_reseller_id)
+    direct = BackupResource.filter(repository_id=repository_id).exclude(
+        tenant_account__company__parent__kind=OrgKind.RESELLER
     )
-    return int(rows[0]["total"] or 0) if rows else 0
+    total = 0
+    for query in (resellers, direct):
+        rows = (
+            await query.annotate(total=Sum("quota_gb"))  # type: ignore[attr-defined]
+            .group_by("repository_id")
+            .values("total")
+        )
+        total += int(rows[0]["total"] or 0) if rows else 0
+    return total
 
 
 def _limit(capacity_gb: int) -> float:
@@ -100,9 +113,10 @@ def _limit(capacity_gb: int) -> float:
 
 
 async def check_capacity(repository_id: int, extra_gb: int, allow_override: bool) -> None:
-    """Call inside your transaction before adding `extra_gb` of quota on the repository: the
-    repository row is locked (PostgreSQL) so that concurrent reservations are serialised, then
-    sum(quotas) + extra must stay within capacity × the oversubscription ratio unless
+    """Call inside your transaction before committing `extra_gb` more on the repository (a
+    reseller's quota, or a quota of a company directly under the provider): the repository
+    row is locked (PostgreSQL) so that concurrent reservations are serialised, then what is
+    committed + extra must stay within capacity × the oversubscription ratio unless
     `allow_override`. Raises NotFound or Conflict."""
     repo = await CloudRepository.filter(id=repository_id).select_for_update().first()
     if repo is None:

@@ -169,9 +169,10 @@ async def set_resource(
         # --- reseller cap (app.services.reseller_resources): locks the reseller's quota row
         from app.services.reseller_resources import enforce_repository_quota
 
-        await enforce_repository_quota(account, repository_id, quota_gb, old)
+        capped_by_reseller = await enforce_repository_quota(account, repository_id, quota_gb, old)
         # --- end reseller cap
-        await _check_capacity(repository_id, quota_gb - old, allow_oversubscription)
+        if not capped_by_reseller:
+            await _check_capacity(repository_id, quota_gb - old, allow_oversubscription)
         if resource is None:
             resource = await BackupResource.create(
                 tenant_account_id=account.id, repository_id=repository_id, quota_gb=quota_gb

@@ -46,6 +46,7 @@ from app.models import (
     ResellerRepositoryQuota,
     TenantAccount,
 )
+from app.services import cloud_infra
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.guards import require
@@ -122,13 +123,15 @@ async def reseller_plan_subscriptions(reseller_id: int, plan_id: int) -> int:
 
 async def enforce_repository_quota(
     account: TenantAccount, repository_id: int, quota_gb: int, previous_gb: int
-) -> None:
-    """backupResourceSet: the reseller's companies together stay within the reseller's quota."""
-    if quota_gb <= previous_gb:
-        return
+) -> bool:
+    """backupResourceSet: the reseller's companies together stay within the reseller's quota.
+    True when the reseller's quota is the limit (the repository's capacity was checked when
+    the provider gave it), False for a company directly under the provider."""
     reseller_id = await reseller_of_account(account)
     if reseller_id is None:
-        return
+        return False
+    if quota_gb <= previous_gb:
+        return True
     allocation = (
         await ResellerRepositoryQuota.filter(reseller_id=reseller_id, repository_id=repository_id)
         .select_for_update()
@@ -150,6 +153,7 @@ async def enforce_repository_quota(
             resellerQuotaGb=allocation.quota_gb,
             availableGb=left,
         )
+    return True
 
 
 async def enforce_plan_granted(account: TenantAccount, plan_id: int) -> None:
@@ -206,27 +210,6 @@ def _provider(actor: Actor, action: Action) -> None:
     require(actor.p, CLOUD_INFRASTRUCTURE, action)
 
 
-async def repository_allocated_gb(repository_id: int, exclude_reseller_id: int) -> int:
-    """Every other reseller's quota on the repository + the quotas of tenant accounts of
-    companies that are not under a reseller."""
-    total = 0
-    for query in (
-        ResellerRepositoryQuota.filter(repository_id=repository_id).exclude(
-            reseller_id=exclude_reseller_id
-        ),
-        BackupResource.filter(repository_id=repository_id).exclude(
-            tenant_account__company__parent__kind=OrgKind.RESELLER
-        ),
-    ):
-        rows = (
-            await query.annotate(total=Sum("quota_gb"))  # type: ignore[attr-defined]
-            .group_by("repository_id")
-            .values("total")
-        )
-        total += int(rows[0]["total"] or 0) if rows else 0
-    return total
-
-
 async def set_repository_quota(
     actor: Actor,
     reseller_id: int,
@@ -264,7 +247,7 @@ async def set_repository_quota(
         previous = row.quota_gb if row else 0
         if quota_gb > previous and not allow_oversubscription:
             ratio = get_settings().cloud_oversubscription_ratio
-            total = await repository_allocated_gb(repository_id, reseller_id) + quota_gb
+            total = await cloud_infra.allocated_gb(repository_id, reseller_id) + quota_gb
             if total > repo.capacity_gb * ratio:
                 raise Conflict(
                     f"the quotas on repository {repo.name!r} would total {total} GB, over its"
