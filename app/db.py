@@ -68,3 +68,16 @@ def connection_name(settings: Settings | None = None) -> str:
 async def column(queryset: Any, field: str) -> list[Any]:
     """One column as a flat list (Tortoise types `values_list(flat=True)` as tuples)."""
     return list(await queryset.values_list(field, flat=True))
+
+
+async def serialize(key: str) -> None:
+    """Inside a transaction: wait for, then hold until commit, a lock named `key`, so that a
+    check-then-insert on rows that do not exist yet (no row to lock) runs one at a time.
+    PostgreSQL: a transaction-level advisory lock. SQLite: writes are serialized already."""
+    if connection_name() != "postgres":
+        return
+    from tortoise.connection import get_connection
+
+    await get_connection(connection_name()).execute_query(
+        "SELECT pg_advisory_xact_lock(hashtext($1))", [key]
+    )

@@ -313,3 +313,14 @@ async def test_the_hourly_purge_writes_down_expired_sessions(world) -> None:
     assert counts["remote_sessions"] == 1
     assert (await RemoteSession.get(id=expired.id)).close_reason == "expired"
     assert (await RemoteSession.get(id=live.id)).closed_at is None
+
+
+async def test_viewer_can_booleans_follow_the_matrix(world, gql) -> None:
+    gateway = await CloudGateway.create(name="gw", address="gw.test")
+    account = await make_account(world, "A1")
+    await make_session(account, gateway)
+    query = "{ remoteSessions { nodes { viewerCanClose open } } }"
+    staff = await gql(query, token=world.token(*ADMIN))
+    assert staff["data"]["remoteSessions"]["nodes"] == [{"viewerCanClose": True, "open": True}]
+    reader = await gql(query, token=world.token("R1", "Service Provider User"))
+    assert reader["data"]["remoteSessions"]["nodes"] == [{"viewerCanClose": False, "open": True}]

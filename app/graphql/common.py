@@ -8,9 +8,10 @@ from typing import Any
 
 import strawberry
 
+from app.authz import engine
 from app.authz.capabilities import Capability
 from app.authz.matrix import Action
-from app.authz.principal import Principal
+from app.authz.principal import Principal, Target
 from app.graphql.context import Context
 from app.graphql.ids import from_global_id
 from app.services.actor import Actor
@@ -24,6 +25,24 @@ def actor(info: strawberry.Info[Context, Any]) -> Actor:
 
 def principal(info: strawberry.Info[Context, Any]) -> Principal:
     return info.context.require_principal()
+
+
+def viewer_allows(
+    info: strawberry.Info[Context, Any], capability: Capability, action: Action
+) -> bool:
+    """For `viewerCan…` fields: the engine's field-level answer for the viewer."""
+    if info.context.bypass_authorization:
+        return True
+    return engine.allows(principal(info), capability, action)
+
+
+def viewer_can(
+    info: strawberry.Info[Context, Any], capability: Capability, action: Action, target: Target
+) -> bool:
+    """For `viewerCan…` fields: the engine's answer for the viewer on one object."""
+    if info.context.bypass_authorization:
+        return True
+    return engine.can(principal(info), capability, action, target)
 
 
 @strawberry.interface(description="An object with an opaque global id, fetchable by `node(id:)`.")

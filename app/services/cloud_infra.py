@@ -16,6 +16,7 @@ from tortoise.functions import Sum
 
 from app.authz.capabilities import CLOUD_INFRASTRUCTURE
 from app.authz.matrix import Action
+from app.db import serialize
 from app.errors import BadInput, Conflict, NotFound
 from app.models import (
     BackupResource,
@@ -521,6 +522,7 @@ async def create_vlan_range(
     async with audited(
         actor, "vlanRangeCreate", "VlanRange", organization_id=actor.p.organization_id
     ) as entry:
+        await serialize(f"vlan_ranges:{host}")  # two creates cannot both miss each other
         clash = await VlanRange.filter(
             host=host, first_id__lte=last_id, last_id__gte=first_id
         ).first()
@@ -586,6 +588,7 @@ async def create_ip_pool(actor: Actor, name: str, first: str, last: str) -> Publ
     async with audited(
         actor, "publicIpPoolCreate", "PublicIpPool", organization_id=actor.p.organization_id
     ) as entry:
+        await serialize("public_ip_pools")  # two creates cannot both miss each other
         await _unique(PublicIpPool, name=name)
         # Pools are few: compare numerically (text order is not address order).
         for other in await PublicIpPool.all():

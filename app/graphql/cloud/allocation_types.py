@@ -7,7 +7,10 @@ from typing import Any
 
 import strawberry
 
-from app.graphql.common import Node
+from app.authz.capabilities import REPLICAS, TENANT_ACCOUNTS
+from app.authz.matrix import Action
+from app.authz.principal import Target
+from app.graphql.common import Node, viewer_allows, viewer_can
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id
 from app.models.cloud import (
@@ -84,6 +87,10 @@ class HardwarePlanSubscriptionType(Node):
             created_at=row.created_at,
         )
 
+    @strawberry.field(description="True when you may cancel the subscription.")
+    def viewer_can_unsubscribe(self, info: strawberry.Info) -> bool:
+        return viewer_allows(info, TENANT_ACCOUNTS, Action.DELETE)
+
 
 SUBSCRIPTION_PREFETCH = ("plan__datastores", "vlans__vlan_range")
 
@@ -105,6 +112,10 @@ class PublicIpAllocationType(Node):
             tenant_account_id=_gid("TenantAccount", row.tenant_account_id),  # type: ignore[attr-defined]
             created_at=row.created_at,
         )
+
+    @strawberry.field(description="True when you may release the address.")
+    def viewer_can_release(self, info: strawberry.Info) -> bool:
+        return viewer_allows(info, TENANT_ACCOUNTS, Action.DELETE)
 
 
 @strawberry.type(name="VmReplica")
@@ -135,3 +146,7 @@ class VmReplicaType(Node):
             restore_points=[datetime.fromisoformat(p) for p in row.restore_points],
             created_at=row.created_at,
         )
+
+    @strawberry.field(description="True when you may remove the replica from the registry.")
+    def viewer_can_delete(self, info: strawberry.Info) -> bool:
+        return viewer_can(info, REPLICAS, Action.DELETE, Target(kind=REPLICAS.kind))

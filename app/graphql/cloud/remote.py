@@ -11,7 +11,7 @@ from app.authz import scope
 from app.authz.capabilities import REMOTE_CONNECTIONS
 from app.authz.matrix import Action
 from app.authz.principal import Principal
-from app.graphql.common import Node, actor, principal, register_node
+from app.graphql.common import Node, actor, principal, register_node, viewer_allows
 from app.graphql.context import Context
 from app.graphql.ids import pk_of, to_global_id
 from app.graphql.pagination import Connection, paginate
@@ -57,6 +57,10 @@ class RemoteSessionType(Node):
             close_reason=row.close_reason or ("expired" if not remote.is_open(row) else ""),
             open=remote.is_open(row),
         )
+
+    @strawberry.field(description="True while open and you may close it.")
+    def viewer_can_close(self, info: strawberry.Info) -> bool:
+        return self.open and viewer_allows(info, REMOTE_CONNECTIONS, Action.DELETE)
 
 
 @strawberry.type

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from app.authz import engine, scope
+from app.authz import scope
 from app.authz.capabilities import COMPANIES, LOCATIONS, RESELLERS, USERS
 from app.authz.matrix import Action
 from app.authz.principal import Target
-from app.graphql.common import Node, principal
+from app.graphql.common import Node, principal, viewer_can
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id
 from app.graphql.pagination import Connection, paginate
@@ -25,10 +25,7 @@ if TYPE_CHECKING:
 Info = strawberry.Info[Context, Any]
 
 
-def _can(info: Info, capability, action: Action, target) -> bool:  # type: ignore[no-untyped-def]
-    if info.context.bypass_authorization:
-        return True
-    return engine.can(principal(info), capability, action, target)
+_can = viewer_can
 
 
 @strawberry.type(name="Location")
