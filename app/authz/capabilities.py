@@ -49,6 +49,7 @@ def _resellers_hang_under_the_provider(p: Principal, action: Action) -> bool:
 
 
 INFO_ONLY = frozenset({Action.READ, Action.UPDATE})
+READ_ONLY = frozenset({Action.READ})
 
 PROVIDER = Capability(
     "provider",
@@ -115,8 +116,26 @@ TENANT_ACCOUNTS = Capability(
         Portal.CLIENT: F.CONFIGURATION,
         Portal.ENTERPRISE: F.CONFIGURATION,
     },
-    # Companies see their accounts, quotas and usage, and opt in or out of being managed.
-    actions={Portal.CLIENT: INFO_ONLY, Portal.ENTERPRISE: INFO_ONLY},
+    # Settings, credentials and quotas are the provider's or reseller's to set; companies
+    # see their accounts, quotas and usage.
+    actions={Portal.CLIENT: READ_ONLY, Portal.ENTERPRISE: READ_ONLY},
+)
+TENANT_CONSENT = Capability(
+    "tenant_consent",
+    "whether the provider may manage the tenant's backup server",
+    {
+        Portal.RESELLER: F.CLIENT_COMPANIES,
+        Portal.CLIENT: F.CONFIGURATION,
+        Portal.ENTERPRISE: F.CONFIGURATION,
+    },
+    # The company's own choice (seed 001); staff set it only for a BaaS company.
+    actions={portal: INFO_ONLY for portal in Portal},
+)
+COMPANY_SERVICE = Capability(
+    "company_service",
+    "a company's service terms (Backup as a Service)",
+    {Portal.RESELLER: F.CLIENT_COMPANIES},
+    actions={Portal.RESELLER: INFO_ONLY},
 )
 SUBTENANTS = Capability(
     "subtenant",
@@ -151,6 +170,8 @@ ALL: tuple[Capability, ...] = (
     AUDIT_LOG,
     CLOUD_INFRASTRUCTURE,
     TENANT_ACCOUNTS,
+    TENANT_CONSENT,
+    COMPANY_SERVICE,
     SUBTENANTS,
     REPLICAS,
     REMOTE_CONNECTIONS,

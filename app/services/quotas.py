@@ -41,7 +41,6 @@ from app.services.tenant_accounts import (
     account_in_scope,
     account_target,
     is_active,
-    require_provider_side,
 )
 from app.services.users import NewUser, create_user_row
 from app.settings import get_settings
@@ -134,7 +133,6 @@ async def set_resource(
     p = actor.p
     account = await account_in_scope(p, account_id)
     require(p, TENANT_ACCOUNTS, Action.UPDATE, account_target(account))
-    require_provider_side(p)
     _check_quota(quota_gb, "input.quotaGb")
     if not await CloudRepository.filter(id=repository_id).exists():
         raise NotFound("cloud repository", field="input.repositoryId")
@@ -197,7 +195,6 @@ async def remove_resource(actor: Actor, resource_id: int) -> int:
     resource = await resource_in_scope(p, resource_id)
     account = await TenantAccount.get(id=resource.tenant_account_id)  # type: ignore[attr-defined]
     require(p, TENANT_ACCOUNTS, Action.DELETE, account_target(account))
-    require_provider_side(p)
     async with audited(
         actor,
         "backupResourceRemove",

@@ -21,7 +21,12 @@ from tortoise.expressions import Q
 
 from app.auth.passwords import check_policy, hash_password
 from app.authz import scope
-from app.authz.capabilities import COMPANIES, TENANT_ACCOUNTS
+from app.authz.capabilities import (
+    COMPANY_SERVICE,
+    TENANT_ACCOUNTS,
+    TENANT_CONSENT,
+    Capability,
+)
 from app.authz.matrix import Action
 from app.authz.principal import Principal, Target
 from app.errors import BadInput, Conflict, Forbidden, NotFound
@@ -39,15 +44,15 @@ from app.models import (
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.guards import require
-from app.services.tenancy import org_in_scope, org_target
+from app.services.tenancy import org_in_scope
 
 MAX_CONCURRENT_TASKS = 10_000
 MAX_BANDWIDTH_MBPS = 1_000_000
 
 
-def account_target(account: TenantAccount) -> Target:
+def account_target(account: TenantAccount, capability: Capability = TENANT_ACCOUNTS) -> Target:
     return Target(
-        kind=TENANT_ACCOUNTS.kind,
+        kind=capability.kind,
         organization_id=account.company_id,  # type: ignore[attr-defined]
         organization_kind=OrgKind.COMPANY,
     )
@@ -95,15 +100,6 @@ async def account_in_scope(p: Principal, account_id: int, lock: bool = False) ->
     if account is None:
         raise NotFound("tenant account")
     return account
-
-
-def require_provider_side(p: Principal) -> None:
-    """Account settings, credentials and quotas are configured by the provider or reseller."""
-    if not p.is_staff:
-        raise Forbidden(
-            "tenant account settings, credentials and quotas are set by your service provider;"
-            " your company reads them and sets whether the provider may manage it"
-        )
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -266,7 +262,6 @@ async def create_account(
         kind=TENANT_ACCOUNTS.kind, organization_id=company.id, organization_kind=company.kind
     )
     require(p, TENANT_ACCOUNTS, Action.CREATE, target)
-    require_provider_side(p)
     name = clean_name(name, "input.name")
     # The account name is also its login: the password policy keeps it out of the password.
     check_policy(password, name, "input.password")
@@ -294,7 +289,6 @@ async def update_account(actor: Actor, account_id: int, settings: AccountSetting
     p = actor.p
     account = await account_in_scope(p, account_id)
     require(p, TENANT_ACCOUNTS, Action.UPDATE, account_target(account))
-    require_provider_side(p)
     async with audited(
         actor,
         "tenantAccountUpdate",
@@ -314,7 +308,6 @@ async def rotate_password(actor: Actor, account_id: int, new_password: str) -> T
     p = actor.p
     account = await account_in_scope(p, account_id)
     require(p, TENANT_ACCOUNTS, Action.UPDATE, account_target(account))
-    require_provider_side(p)
     check_policy(new_password, account.name, "input.newPassword")
     password_hash = await asyncio.to_thread(hash_password, new_password)
     async with audited(
@@ -341,7 +334,6 @@ async def set_enabled(actor: Actor, account_id: int, enabled: bool) -> TenantAcc
     p = actor.p
     account = await account_in_scope(p, account_id)
     require(p, TENANT_ACCOUNTS, Action.UPDATE, account_target(account))
-    require_provider_side(p)
     action = "tenantAccountEnable" if enabled else "tenantAccountDisable"
     async with audited(
         actor,
@@ -362,8 +354,9 @@ async def set_enabled(actor: Actor, account_id: int, enabled: bool) -> TenantAcc
 async def set_consent(actor: Actor, account_id: int, managed_by_provider: bool) -> TenantAccount:
     p = actor.p
     account = await account_in_scope(p, account_id)
-    require(p, TENANT_ACCOUNTS, Action.UPDATE, account_target(account))
-    if p.is_staff:
+    require(p, TENANT_CONSENT, Action.UPDATE, account_target(account, TENANT_CONSENT))
+    if account.company_id != p.organization_id:  # type: ignore[attr-defined]
+        # Set from outside the company: only when the company is managed as a service.
         company = await Organization.get(id=account.company_id)  # type: ignore[attr-defined]
         if not company.baas:
             raise Forbidden(
@@ -392,7 +385,6 @@ async def delete_account(actor: Actor, account_id: int) -> int:
     p = actor.p
     account = await account_in_scope(p, account_id)
     require(p, TENANT_ACCOUNTS, Action.DELETE, account_target(account))
-    require_provider_side(p)
     async with audited(
         actor,
         "tenantAccountDelete",
@@ -425,9 +417,14 @@ async def set_company_baas(actor: Actor, company_id: int, baas: bool) -> Organiz
     """Backup as a Service: the provider manages the company's tenant-side configuration."""
     p = actor.p
     company = await org_in_scope(p, company_id, OrgKind.COMPANY)
-    require(p, COMPANIES, Action.UPDATE, org_target(company))
-    if not p.is_staff:
-        raise Forbidden("Backup as a Service is agreed with and set by your service provider")
+    require(
+        p,
+        COMPANY_SERVICE,
+        Action.UPDATE,
+        Target(
+            kind=COMPANY_SERVICE.kind, organization_id=company.id, organization_kind=company.kind
+        ),
+    )
     async with audited(actor, "companyBaasSet", "Company", company.id, company.id) as entry:
         company.baas = baas
         await company.save(update_fields=["baas", "updated_at"])

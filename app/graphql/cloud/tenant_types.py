@@ -12,7 +12,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from app.authz import engine, scope
-from app.authz.capabilities import SUBTENANTS, TENANT_ACCOUNTS, Capability
+from app.authz.capabilities import SUBTENANTS, TENANT_ACCOUNTS, TENANT_CONSENT, Capability
 from app.authz.matrix import Action
 from app.authz.principal import Principal, Target
 from app.graphql.common import Node, principal
@@ -146,10 +146,6 @@ def _can(info: Info, capability: Capability, action: Action, target: Target) -> 
     return engine.can(principal(info), capability, action, target)
 
 
-def _staff(info: Info) -> bool:
-    return info.context.bypass_authorization or principal(info).is_staff
-
-
 @strawberry.type(name="TenantGatewayPool", description="A gateway pool a tenant account uses.")
 class TenantGatewayPoolType:
     id: strawberry.ID
@@ -240,21 +236,18 @@ class TenantAccountType(Node):
 
     @strawberry.field(description="Settings, credentials, quotas, enable/disable.")
     def viewer_can_update(self, info: Info) -> bool:
-        return _staff(info) and _can(
-            info, TENANT_ACCOUNTS, Action.UPDATE, account_target(self._row)
-        )
+        return _can(info, TENANT_ACCOUNTS, Action.UPDATE, account_target(self._row))
 
     @strawberry.field
     def viewer_can_delete(self, info: Info) -> bool:
-        return _staff(info) and _can(
-            info, TENANT_ACCOUNTS, Action.DELETE, account_target(self._row)
-        )
+        return _can(info, TENANT_ACCOUNTS, Action.DELETE, account_target(self._row))
 
     @strawberry.field(description="May set whether the provider manages the backup server.")
     async def viewer_can_set_consent(self, info: Info) -> bool:
-        if not _can(info, TENANT_ACCOUNTS, Action.UPDATE, account_target(self._row)):
+        if not _can(info, TENANT_CONSENT, Action.UPDATE, account_target(self._row, TENANT_CONSENT)):
             return False
-        if not _staff(info) or info.context.bypass_authorization:
+        own_company = self._row.company_id == principal(info).organization_id  # type: ignore[attr-defined]
+        if own_company or info.context.bypass_authorization:
             return True
         company = await info.context.loaders.organization.load(self._row.company_id)  # type: ignore[attr-defined]
         return bool(company is not None and company.baas)

@@ -9,7 +9,12 @@ import strawberry
 from tortoise.expressions import Subquery
 
 from app.authz import scope
-from app.authz.capabilities import COMPANIES, SUBTENANTS, TENANT_ACCOUNTS
+from app.authz.capabilities import (
+    COMPANY_SERVICE,
+    SUBTENANTS,
+    TENANT_ACCOUNTS,
+    TENANT_CONSENT,
+)
 from app.authz.matrix import Action
 from app.authz.principal import Principal
 from app.graphql.cloud.tenant_types import (
@@ -281,7 +286,7 @@ class TenantMutation:
         await tenant_accounts.delete_account(actor(info), pk_of(id, "TenantAccount"))
         return DeletePayload(deleted_id=id)
 
-    @strawberry.mutation(extensions=guard(TENANT_ACCOUNTS, Action.UPDATE))
+    @strawberry.mutation(extensions=guard(TENANT_CONSENT, Action.UPDATE))
     async def tenant_account_consent_set(
         self, info: Info, input: TenantAccountConsentSetInput
     ) -> TenantAccountType:
@@ -344,7 +349,7 @@ class TenantMutation:
         return DeletePayload(deleted_id=id)
 
     @strawberry.mutation(
-        extensions=guard(COMPANIES, Action.UPDATE),
+        extensions=guard(COMPANY_SERVICE, Action.UPDATE),
         description="Backup as a Service: the provider manages the company's tenant-side"
         " configuration. Set by provider or reseller staff.",
     )
