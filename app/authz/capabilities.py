@@ -161,6 +161,153 @@ REMOTE_CONNECTIONS = Capability(
     {Portal.RESELLER: F.BACKUP_AND_REPLICATION},
 )
 
+
+def _everywhere(functionality: F) -> dict[Portal, F]:
+    return {portal: functionality for portal in Portal}
+
+
+def _staff_and_client(functionality: F) -> dict[Portal, F]:
+    # Rows the Department Portal (seed 002) does not have: out of reach there.
+    return {Portal.RESELLER: functionality, Portal.CLIENT: functionality}
+
+
+# Managed workloads (the workloads issue). Rows are scoped by `scope.workload_q`.
+MANAGED_COMPUTERS = Capability(
+    "managed_computer", "managed computers", _everywhere(F.MANAGED_COMPUTERS)
+)
+AGENT_KEYS = Capability(
+    "agent_key",
+    "keys that backup servers and agents report in with",
+    _everywhere(F.MANAGED_COMPUTERS),
+    # A key is issued and revoked, never edited.
+    actions={portal: frozenset({Action.READ, Action.CREATE, Action.DELETE}) for portal in Portal},
+)
+BACKUP_AGENTS = Capability("backup_agent", "Veeam backup agents", _everywhere(F.BACKUP_AGENTS))
+DISCOVERY_RULES = Capability("discovery_rule", "discovery rules", _everywhere(F.DISCOVERY_RULES))
+FILE_RESTORES = Capability(
+    "file_restore", "file-level restores", _staff_and_client(F.FILE_LEVEL_RESTORE)
+)
+PROTECTED_DATA = Capability(
+    "protected_data",
+    "protected data",
+    _everywhere(F.PROTECTED_DATA),
+    actions={portal: READ_ONLY for portal in Portal},
+)
+MONITORING = Capability(
+    "monitoring",
+    "the monitoring summary",
+    _everywhere(F.MONITORING),
+    actions={portal: READ_ONLY for portal in Portal},
+)
+BACKUP_REPORTS = Capability(
+    "backup_report",
+    "backup reports",
+    _everywhere(F.BACKUP_REPORTS),
+    # Generated (created) and removed; a report's content is the job's, never edited.
+    actions={portal: frozenset({Action.READ, Action.CREATE, Action.DELETE}) for portal in Portal},
+)
+LICENSING = Capability("license_usage", "license usage", {Portal.RESELLER: F.LICENSING})
+
+
+def _library_is_the_providers(p: Principal, action: Action) -> bool:
+    # The library's entries are installed by the provider; resellers enable them for
+    # themselves and their companies.
+    if action in {Action.CREATE, Action.DELETE}:
+        return p.organization_kind is OrgKind.PROVIDER and p.company_ids is None
+    return True
+
+
+PLUGINS = Capability(
+    "plugin",
+    "the plugin library",
+    {Portal.RESELLER: F.PLUGIN_LIBRARY, Portal.CLIENT: F.CONFIGURATION},
+    # Companies switch the library's plugins on and off for themselves (seed 003 lists the
+    # plugin library among a company's configuration tasks); the Department Portal has none.
+    actions={Portal.CLIENT: INFO_ONLY},
+    structure=_library_is_the_providers,
+)
+VEEAM_ONE = Capability(
+    "veeam_one",
+    "Veeam ONE monitoring data",
+    _staff_and_client(F.VEEAM_ONE),
+    actions={portal: READ_ONLY for portal in Portal},
+)
+
+# Backup servers and appliances, one capability per product row of the matrices.
+SERVER_CAPABILITIES: dict[str, Capability] = {
+    "BACKUP_AND_REPLICATION": Capability(
+        "backup_server", "Veeam Backup & Replication servers", _everywhere(F.BACKUP_AND_REPLICATION)
+    ),
+    "MICROSOFT_365": Capability(
+        "backup_server",
+        "Veeam Backup for Microsoft 365 servers",
+        _staff_and_client(F.MICROSOFT_365),
+    ),
+    "PUBLIC_CLOUDS": Capability(
+        "backup_server",
+        "Veeam Backup for Public Clouds appliances",
+        _staff_and_client(F.PUBLIC_CLOUDS),
+    ),
+    "VEEAM_ONE": Capability(
+        "backup_server",
+        "Veeam ONE servers",
+        _staff_and_client(F.VEEAM_ONE),
+        actions={portal: READ_ONLY for portal in Portal},
+    ),
+}
+
+# Backup jobs by kind: the product row that governs them.
+JOB_FUNCTIONALITY: dict[str, F] = {
+    "AGENT": F.BACKUP_AGENTS,
+    "VBR_BACKUP": F.BACKUP_AND_REPLICATION,
+    "BACKUP_COPY": F.BACKUP_AND_REPLICATION,
+    "REPLICATION": F.BACKUP_AND_REPLICATION,
+    "PUBLIC_CLOUD_POLICY": F.PUBLIC_CLOUDS,
+    "MICROSOFT_365": F.MICROSOFT_365,
+}
+_ENTERPRISE_JOB_ROWS = frozenset({F.BACKUP_AGENTS, F.BACKUP_AND_REPLICATION})
+
+
+def _job_rows(functionality: F, assigned: bool) -> dict[Portal, F]:
+    rows = {Portal.RESELLER: functionality, Portal.CLIENT: functionality}
+    if assigned:
+        # "Jobs assigned by service provider" (seed 003) governs them in the Client Portal.
+        rows[Portal.CLIENT] = F.PROVIDER_ASSIGNED_JOBS
+    if functionality in _ENTERPRISE_JOB_ROWS:
+        rows[Portal.ENTERPRISE] = functionality
+    return rows
+
+
+def _job_capabilities(configure: bool) -> dict[tuple[str, bool], Capability]:
+    out: dict[tuple[str, bool], Capability] = {}
+    for kind, functionality in JOB_FUNCTIONALITY.items():
+        for assigned in (False, True):
+            actions: dict[Portal, frozenset[Action]] = {}
+            if assigned and configure:
+                # Configured by the provider: the company sees the settings, does not edit.
+                actions[Portal.CLIENT] = READ_ONLY
+            label = "jobs assigned by the service provider" if assigned else "backup jobs"
+            verb = "settings of " if configure else ""
+            out[(kind, assigned)] = Capability(
+                "backup_job", f"{verb}{label} ({kind})", _job_rows(functionality, assigned), actions
+            )
+    return out
+
+
+# Operating a job: start, stop, retry, enable, disable (UPDATE); reading it, its sessions.
+BACKUP_JOBS: dict[tuple[str, bool], Capability] = _job_capabilities(configure=False)
+# Its settings: schedule, target, create, delete.
+BACKUP_JOB_SETTINGS: dict[tuple[str, bool], Capability] = _job_capabilities(configure=True)
+
+
+def backup_job(kind: str, assigned: bool, *, settings: bool = False) -> Capability:
+    return (BACKUP_JOB_SETTINGS if settings else BACKUP_JOBS)[(str(kind), bool(assigned))]
+
+
+def backup_server(kind: str) -> Capability:
+    return SERVER_CAPABILITIES[str(kind)]
+
+
 ALL: tuple[Capability, ...] = (
     PROVIDER,
     RESELLERS,
@@ -175,4 +322,18 @@ ALL: tuple[Capability, ...] = (
     SUBTENANTS,
     REPLICAS,
     REMOTE_CONNECTIONS,
+    MANAGED_COMPUTERS,
+    AGENT_KEYS,
+    BACKUP_AGENTS,
+    DISCOVERY_RULES,
+    FILE_RESTORES,
+    PROTECTED_DATA,
+    MONITORING,
+    BACKUP_REPORTS,
+    LICENSING,
+    PLUGINS,
+    VEEAM_ONE,
+    *SERVER_CAPABILITIES.values(),
+    *BACKUP_JOBS.values(),
+    *BACKUP_JOB_SETTINGS.values(),
 )

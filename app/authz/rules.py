@@ -71,7 +71,12 @@ def _subtenant_own_computers(p: Principal, action: Action, kind: str, t: Target 
 
 
 def _subtenant_own_computers_filter(p: Principal, kind: str) -> Q | None:
-    return Q(subtenant_user_id=p.user_id)
+    # Rows of workloads carry the Subtenant account (not the user) they back up to: the
+    # computers whose account is one of this user's. `scope.workload_q` applies the same
+    # restriction to every workload row of a principal whose role scope is own_computers.
+    from app.authz.scope import own_subtenants
+
+    return Q(subtenant_id__in=own_subtenants(p))
 
 
 RULES: dict[str, CellRule] = {

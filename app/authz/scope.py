@@ -84,3 +84,54 @@ def tenant_account_q(p: Principal, path: str = "") -> Q:
 
     accounts = TenantAccount.filter(company_q(p, "company")).values("id")
     return _q(**{f"{_org_id(path)}__in": Subquery(accounts)})
+
+
+def own_subtenants(p: Principal) -> Subquery:
+    """The ids of the Subtenant accounts of the principal (a Subtenant user has one)."""
+    from app.models import Subtenant
+
+    return Subquery(Subtenant.filter(user_id=p.user_id).values("id"))
+
+
+def workload_q(
+    p: Principal,
+    company: str = "company_id",
+    location: str = "location_id",
+    subtenant: str = "subtenant_id",
+) -> Q:
+    """Managed workload rows (computers, servers, jobs, sessions, restore points, rollups) in
+    scope: the company in the principal's tree, the principal's locations when the role is
+    limited to locations, and the principal's own computers when the role's scope is
+    `own_computers` (a Subtenant: computers backing up to the Subtenant's cloud account).
+    Each argument is the field path to that id on the queried model."""
+    from app.authz.matrix import RoleScope
+
+    org_path = company[: -len("_id")] if company.endswith("_id") else company
+    q = company_q(p, org_path)
+    if p.location_ids is not None:
+        q &= _q(**{f"{location}__in": list(p.location_ids)})
+    if p.scope_kind is RoleScope.OWN_COMPUTERS:
+        q &= _q(**{f"{subtenant}__in": own_subtenants(p)})
+    return q
+
+
+def backup_job_q(p: Principal, kind: str = "kind", assigned: str = "assigned_by_provider") -> Q:
+    """Backup jobs whose product row (by kind, and "Jobs assigned by service provider" for
+    the provider's jobs in the Client Portal) lets the principal read. Combine with
+    `workload_q` for the rows' scope."""
+    from app.authz import capabilities, engine
+    from app.authz.matrix import Action
+
+    readable = [
+        (job_kind, is_assigned)
+        for (job_kind, is_assigned), cap in capabilities.BACKUP_JOBS.items()
+        if engine.allows(p, cap, Action.READ)
+    ]
+    if not readable:
+        return _q(id__in=[])
+    q = Q()
+    parts = [_q(**{kind: k, assigned: a}) for k, a in readable]
+    q = parts[0]
+    for part in parts[1:]:
+        q |= part
+    return q

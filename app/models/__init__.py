@@ -1,6 +1,17 @@
 """Tortoise models, one module per domain."""
 
 from app.models.audit import AuditEntry
+from app.models.backups import (
+    BackupJob,
+    BackupJobKind,
+    BackupJobSession,
+    JobRunState,
+    PendingCommand,
+    RestorePoint,
+    SessionResult,
+    SessionRollup,
+    TargetKind,
+)
 from app.models.cloud import (
     BackupResource,
     Certificate,
@@ -25,7 +36,33 @@ from app.models.cloud import (
     VmReplica,
 )
 from app.models.identity import ApiKey, LoginThrottle, SessionToken, User
+from app.models.inventory import (
+    AgentEdition,
+    AgentKey,
+    AgentPlatform,
+    AgentStatus,
+    BackupAgent,
+    BackupServer,
+    ManagedComputer,
+    OsFamily,
+    ServerKind,
+)
 from app.models.jobs import Job, JobState
+from app.models.licensing import (
+    LicensedProduct,
+    LicenseUsage,
+    Plugin,
+    PluginActivation,
+    Severity,
+    VeeamOneRecord,
+)
+from app.models.operations import (
+    BackupReport,
+    DiscoveryKind,
+    DiscoveryRule,
+    FileRestoreRequest,
+    RestoreState,
+)
 from app.models.reseller_resources import (
     ResellerHardwarePlan,
     ResellerIpPoolQuota,
@@ -35,23 +72,44 @@ from app.models.scheduling import ScheduledTick, SchedulerLease
 from app.models.tenancy import Location, Organization, OrgKind
 
 __all__ = [
+    "AgentEdition",
+    "AgentKey",
+    "AgentPlatform",
+    "AgentStatus",
     "ApiKey",
     "AuditEntry",
+    "BackupAgent",
+    "BackupJob",
+    "BackupJobKind",
+    "BackupJobSession",
+    "BackupReport",
     "BackupResource",
+    "BackupServer",
     "Certificate",
     "CloudGateway",
     "CloudRepository",
+    "DiscoveryKind",
+    "DiscoveryRule",
+    "FileRestoreRequest",
     "GatewayPool",
     "GatewaySelection",
     "HardwarePlan",
     "HardwarePlanDatastore",
     "HardwarePlanSubscription",
     "Job",
+    "JobRunState",
     "JobState",
+    "LicenseUsage",
+    "LicensedProduct",
     "Location",
     "LoginThrottle",
+    "ManagedComputer",
     "OrgKind",
     "Organization",
+    "OsFamily",
+    "PendingCommand",
+    "Plugin",
+    "PluginActivation",
     "PublicIpAllocation",
     "PublicIpPool",
     "RemoteConnectionKind",
@@ -61,13 +119,21 @@ __all__ = [
     "ResellerHardwarePlan",
     "ResellerIpPoolQuota",
     "ResellerRepositoryQuota",
+    "RestorePoint",
+    "RestoreState",
     "ScheduledTick",
     "SchedulerLease",
+    "ServerKind",
+    "SessionResult",
+    "SessionRollup",
     "SessionToken",
+    "Severity",
     "Subtenant",
+    "TargetKind",
     "TenantAccount",
     "TenantAccountType",
     "User",
+    "VeeamOneRecord",
     "VlanAllocation",
     "VlanRange",
     "VmReplica",
