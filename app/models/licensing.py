@@ -55,7 +55,9 @@ class Plugin(Model):
 
 
 class PluginActivation(Model):
-    """Whether a plugin is enabled for one organization (reseller or company)."""
+    """Whether a plugin is enabled for one organization (reseller or company). `set_by` is the
+    organization whose user last set the row: a disabled row set by an organization above the
+    row's own is the parent's decision, which the organization's own users cannot undo."""
 
     id = fields.IntField(primary_key=True)
     plugin: fields.ForeignKeyRelation[Plugin] = fields.ForeignKeyField(
@@ -66,6 +68,9 @@ class PluginActivation(Model):
     )
     enabled = fields.BooleanField(default=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    set_by: fields.ForeignKeyNullableRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="plugin_decisions", null=True, on_delete=fields.SET_NULL
+    )
 
     class Meta:
         table = "plugin_activations"
