@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 from app.authz import scope
 from app.authz.matrix import load_matrix
 from app.authz.principal import Principal
+from app.graphql.workloads.loaders import WorkloadLoaders
 from app.models import Location, Organization, User
 
 
@@ -29,6 +30,7 @@ class Loaders:
         self.organization: DataLoader[int, Organization | None] = DataLoader(self._organization)
         # Whether an organization and its ancestors are all enabled (None: no parent).
         self.tree_enabled: DataLoader[int | None, bool] = DataLoader(self._tree_enabled)
+        self.workloads = WorkloadLoaders(principal)
 
     async def _locations_by_company(self, company_ids: Sequence[int]) -> list[list[Location]]:
         grouped: dict[int, list[Location]] = defaultdict(list)
