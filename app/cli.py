@@ -183,6 +183,23 @@ def seed_demo_command() -> None:
         click.echo("a provider exists already: demo data not seeded")
 
 
+@main.command("rebuild-rollups")
+@click.option("--company", "companies", type=int, multiple=True, help="Only this company id.")
+def rebuild_rollups_command(companies: tuple[int, ...]) -> None:
+    """Recompute the monitoring rollups, protected-data columns and jobs' last results from
+    the sessions and restore points (a repair tool; all companies unless --company)."""
+    from app.services.rollups import rebuild_protection, rebuild_rollups
+
+    settings = _settings()
+    ids = list(companies) or None
+
+    async def work() -> tuple[int, tuple[int, int]]:
+        return await rebuild_rollups(ids), await rebuild_protection(ids)
+
+    rows, (computers, jobs) = asyncio.run(_with_orm(settings, work))
+    click.echo(f"rebuilt {rows} rollup rows; refreshed {computers} computers and {jobs} jobs")
+
+
 @main.command("export-schema")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def export_schema(output: Path | None) -> None:
