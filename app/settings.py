@@ -88,6 +88,8 @@ class Settings:
     scheduler_tick_retention_seconds: int = 86_400
     # The scheduler inside `tenantry serve`: None = on when no REDIS_URL (embedded mode).
     embedded_scheduler: bool | None = None
+    # Protected data: a computer whose newest restore point is older than this breaches its RPO.
+    rpo_hours: int = 24
 
     @property
     def is_production(self) -> bool:
@@ -191,6 +193,7 @@ def load_settings() -> Settings:
             if os.environ.get("TENANTRY_EMBEDDED_SCHEDULER")
             else None
         ),
+        rpo_hours=_int("TENANTRY_RPO_HOURS", Settings.rpo_hours),
     )
     settings.validate()
     return settings

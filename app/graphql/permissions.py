@@ -6,6 +6,7 @@ microseconds; object scope is applied in SQL by the resolvers, never here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
@@ -39,6 +40,31 @@ class Requires(BasePermission):
         raise Forbidden(self.message or "forbidden")
 
 
+class RequiresAny(BasePermission):
+    """At least one of a family of capabilities (backup jobs or servers of every kind) grants
+    the action; the rows are then narrowed in SQL to the kinds it grants."""
+
+    error_extensions = {"code": "FORBIDDEN"}
+
+    def __init__(self, capabilities: Iterable[Capability], action: Action, family: str) -> None:
+        self.capabilities = tuple(capabilities)
+        self.action = action
+        self.message = (
+            f"your role may not {action.value.lower()} {family}: "
+            f"no capability in this family allows {action.value}"
+        )
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        context = info.context
+        principal = context.require_principal()
+        if context.bypass_authorization:
+            return True
+        return any(engine.allows(principal, cap, self.action) for cap in self.capabilities)
+
+    def on_unauthorized(self) -> None:
+        raise Forbidden(self.message or "forbidden")
+
+
 class Authenticated(BasePermission):
     """Any logged-in principal (own profile, own credentials, the public role matrix)."""
 
@@ -49,6 +75,16 @@ class Authenticated(BasePermission):
 
 def guard(capability: Capability, action: Action) -> list[FieldExtension]:
     return [PermissionExtension(permissions=[Requires(capability, action)], use_directives=False)]
+
+
+def guard_any(
+    capabilities: Iterable[Capability], action: Action, family: str = "these objects"
+) -> list[FieldExtension]:
+    return [
+        PermissionExtension(
+            permissions=[RequiresAny(capabilities, action, family)], use_directives=False
+        )
+    ]
 
 
 def authenticated() -> list[FieldExtension]:

@@ -42,6 +42,9 @@ from app.graphql.tenancy.types import (
     ResellerType,
     ServiceProviderType,
 )
+from app.graphql.workloads.monitoring import MonitoringQuery
+from app.graphql.workloads.protected import ProtectedDataQuery
+from app.graphql.workloads.queries import WorkloadQuery
 from app.settings import get_settings
 
 
@@ -73,6 +76,9 @@ Query = merge_types(
         AllocationQuery,
         RemoteQuery,
         ResellerResourceQuery,
+        WorkloadQuery,
+        ProtectedDataQuery,
+        MonitoringQuery,
     ),
 )
 Mutation = merge_types(
