@@ -39,7 +39,9 @@ def small_spec(companies: tuple[CompanySpec, ...], seed: int = 7, days: int = 30
 def demo_like() -> FleetSpec:
     return small_spec(
         (
-            CompanySpec(10, "Acme Corp", (100, 101), 40, cloud_resource_id=1, subtenant_ids=(5,)),
+            CompanySpec(
+                10, "Acme Corp", (100, 101), 40, "acme", "repo", subtenants=("s@acme.test",)
+            ),
             CompanySpec(11, "Globex", (102,), 8),
         )
     )
@@ -58,7 +60,7 @@ def test_same_seed_gives_the_same_records_and_another_seed_others():
 
 def test_the_fleet_looks_like_a_real_one():
     spec = FleetSpec(
-        companies=(CompanySpec(1, "Stark Industries", (1, 2, 3), 400, cloud_resource_id=1),),
+        companies=(CompanySpec(1, "Stark Industries", (1, 2, 3), 400, "stark", "repo"),),
         end=END,
         history_days=60,
     )
@@ -90,12 +92,19 @@ def test_the_fleet_looks_like_a_real_one():
     assert any(h.startswith("STARK-WS-") for h in hostnames)
 
 
-def test_as_json_gives_iso_strings():
-    batch = next(generate(demo_like()))
-    wire = as_json(batch.records)
-    session = wire["sessions"][0]
-    assert isinstance(session["startedAt"], str)
-    assert datetime.fromisoformat(session["startedAt"]) == batch.records["sessions"][0]["startedAt"]
+def test_as_json_gives_what_reporters_send_in_the_order_references_need():
+    batch = next(b for b in generate(demo_like()) if b.count("computers"))
+    payloads = as_json(batch, limit=100)
+    assert all(len(p) == 2 and p["reportedAt"] == END.isoformat() for p in payloads)
+    order = [next(k for k in p if k != "reportedAt") for p in payloads]
+    assert order.index("jobs") < order.index("sessions") < order.index("restorePoints")
+    assert order.index("computers") < order.index("jobs")
+    sessions = [s for p in payloads for s in p.get("sessions", [])]
+    assert all(len(p.get("sessions", [])) <= 100 for p in payloads)
+    assert len(sessions) == batch.count("sessions") > 100
+    first = batch.records["sessions"][0]
+    assert datetime.fromisoformat(sessions[0]["startedAt"]) == first["startedAt"]
+    assert sessions[0]["job"] == first["job"]
 
 
 async def _fleet_world(world: World) -> tuple[FleetSpec, dict[str, int]]:
@@ -122,17 +131,29 @@ async def _fleet_world(world: World) -> tuple[FleetSpec, dict[str, int]]:
                 "A1 Corp",
                 (world.locations["A1-Default"].id, world.locations["A1-East"].id),
                 30,
-                cloud_resource_id=resource.id,
-                subtenant_ids=(subtenant.id,),
+                tenant_account="a1-tenant",
+                repository="repo",
+                subtenants=(sub_user.email,),
             ),
             CompanySpec(b1.id, "B1", (world.locations["B1-Default"].id,), 6),
         )
     )
-    return spec, {"A1": a1.id, "B1": b1.id, "subtenant": subtenant.id}
+    return spec, {
+        "A1": a1.id,
+        "B1": b1.id,
+        "subtenant": subtenant.id,
+        "resource": resource.id,
+        sub_user.email: subtenant.id,
+    }
 
 
-def expected_from_records(batches: list[FleetBatch]) -> dict[str, Any]:
+def expected_from_records(batches: list[FleetBatch], ids: dict[str, int]) -> dict[str, Any]:
     """Rollups and protected-data columns computed from the records alone, by hand."""
+
+    def subtenant(job: dict[str, Any]) -> int | None:
+        email = job["target"].get("subtenant")
+        return ids[email] if email else None
+
     rollups: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     computers: dict[tuple[int, str], tuple[datetime | None, int, int | None]] = {}
     last_result: dict[tuple[int, str], tuple[str, datetime | None]] = {}
@@ -140,23 +161,23 @@ def expected_from_records(batches: list[FleetBatch]) -> dict[str, Any]:
         jobs = {j["uid"]: j for j in b.records["jobs"]}
         rps: dict[str, list[datetime]] = defaultdict(list)
         for rp in b.records["restorePoints"]:
-            rps[rp["computerUid"]].append(rp["createdAt"])
-        agent_job = {j["computerUid"]: j for j in jobs.values() if j["computerUid"]}
+            rps[rp["computer"]].append(rp["createdAt"])
+        agent_job = {j["computer"]: j for j in jobs.values() if j.get("computer")}
         for c in b.records["computers"]:
             points = rps[c["uid"]]
-            sub = agent_job[c["uid"]]["targetSubtenantId"]
+            sub = subtenant(agent_job[c["uid"]])
             computers[b.company_id, c["uid"]] = (max(points, default=None), len(points), sub)
         for j in jobs.values():
             last_result[b.company_id, j["uid"]] = ("NONE", None)
         for s in sorted(b.records["sessions"], key=lambda s: s["startedAt"]):
-            job = jobs[s["jobUid"]]
-            last_result[b.company_id, job["uid"]] = (s["result"], s["startedAt"])
+            job = jobs[s["job"]]
             if s["result"] == "NONE":
                 continue
+            last_result[b.company_id, job["uid"]] = (s["result"], s["startedAt"])
             key = (
                 b.company_id,
                 b.location_id,
-                job["targetSubtenantId"] or 0,
+                subtenant(job) or 0,
                 JOB_FUNCTIONALITY[job["kind"]].value,
                 s["startedAt"].astimezone(UTC).date(),
             )
@@ -194,7 +215,7 @@ async def test_loader_fills_every_denormalised_column_as_the_records_say(world):
     spec, ids = await _fleet_world(world)
     batches = list(generate(spec))
     stats = await load_fleet(batches)
-    expected = expected_from_records(batches)
+    expected = expected_from_records(batches, ids)
 
     total = Counter()
     for b in batches:
@@ -347,3 +368,102 @@ def test_rebuild_rollups_command_repairs_a_database(tmp_path, use_settings):
         with_orm(lambda: ManagedComputer.all().values_list("restore_point_count", flat=True))
     )
     assert all(n > 0 for n in counts)
+
+
+async def snapshot() -> dict[str, Any]:
+    """Every row the fleet writes, keyed by natural keys, without ids or write times."""
+    from app.models import BackupAgent, BackupServer, VeeamOneRecord
+
+    computer_uid = dict(await ManagedComputer.all().values_list("id", "uid"))
+    out: dict[str, Any] = {"rollups": await rollup_table()}
+    out["computers"] = {
+        (r.pop("company_id"), r.pop("uid")): r
+        for r in await ManagedComputer.all().values(
+            "company_id", "uid", "location_id", "hostname", "os_family", "os_name",
+            "ip_addresses", "agent_status", "last_heartbeat_at", "subtenant_id",
+            "last_restore_point_at", "restore_point_count",
+        )
+    }  # fmt: skip
+    out["agents"] = {
+        r.pop("computer__uid"): r
+        for r in await BackupAgent.all().values(
+            "computer__uid", "platform", "edition", "version", "policy", "status"
+        )
+    }
+    out["servers"] = {
+        (r.pop("company_id"), r.pop("uid")): r
+        for r in await BackupServer.all().values(
+            "company_id", "uid", "location_id", "kind", "name", "version", "status",
+            "last_heartbeat_at",
+        )
+    }  # fmt: skip
+    out["jobs"] = {
+        (r.pop("company_id"), r.pop("uid")): r
+        for r in await BackupJob.all().values(
+            "company_id", "uid", "location_id", "name", "kind", "functionality", "computer__uid",
+            "server__uid", "target_kind", "target_resource_id", "target_subtenant_id",
+            "target_name", "assigned_by_provider", "schedule", "enabled", "run_state",
+            "pending_command", "last_result", "last_run_at", "reported_at",
+        )
+    }  # fmt: skip
+    sessions = {}
+    for r in await BackupJobSession.all().values(
+        "job__uid", "uid", "company_id", "location_id", "computer_id", "subtenant_id",
+        "functionality", "result", "started_at", "ended_at", "processed_bytes",
+        "transferred_bytes", "warnings", "messages",
+    ):  # fmt: skip
+        r["computer"] = computer_uid.get(r.pop("computer_id"))
+        sessions[r.pop("job__uid"), r.pop("uid")] = r
+    out["sessions"] = sessions
+    out["restore_points"] = {
+        (r.pop("computer__uid"), r.pop("uid")): r
+        for r in await RestorePoint.all().values(
+            "computer__uid", "uid", "job__uid", "company_id", "created_at", "size_bytes",
+            "target_kind",
+        )
+    }  # fmt: skip
+    out["veeam_one"] = {
+        (r.pop("server__uid"), r.pop("uid")): r
+        for r in await VeeamOneRecord.all().values(
+            "server__uid", "uid", "company_id", "location_id", "object_name", "metric", "value",
+            "severity", "message", "recorded_at",
+        )
+    }  # fmt: skip
+    return out
+
+
+async def test_ingestion_and_the_loader_write_the_same_rows(world):
+    """The same generated fleet, reported through ingestion (in batches of at most 1,000
+    records per list) and written by the bulk loader, gives the same rows and rollups."""
+    ingestion = pytest.importorskip("app.services.ingestion")
+    from app.models import AgentKey, BackupServer
+
+    spec, _ = await _fleet_world(world)
+    spec = small_spec(spec.companies, days=15)
+    batches = list(generate(spec))
+    keys: dict[tuple[int, int], AgentKey] = {}
+    for batch in batches:
+        where = (batch.company_id, batch.location_id)
+        if where not in keys:
+            keys[where] = await AgentKey.create(
+                company_id=batch.company_id,
+                location_id=batch.location_id,
+                name="fleet",
+                prefix=f"k{len(keys)}",
+                key_hash="0" * 64,
+            )
+        for payload in as_json(batch, limit=1_000):
+            result = await ingestion.ingest(keys[where], payload)
+            assert result.rejected == [], result.rejected[:3]
+    ingested = await snapshot()
+    assert len(ingested["sessions"]) == sum(b.count("sessions") for b in batches) > 500
+    assert ingested["rollups"] and ingested["veeam_one"] is not None
+
+    await ManagedComputer.all().delete()
+    await BackupServer.all().delete()
+    await SessionRollup.all().delete()
+    assert await BackupJobSession.all().count() == 0
+    await load_fleet(generate(spec))
+    loaded = await snapshot()
+    for table, rows in ingested.items():
+        assert loaded[table] == rows, table

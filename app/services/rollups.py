@@ -9,8 +9,8 @@ Definitions (the same as the incremental path's):
   not counted) and summing their processed bytes;
 * a computer's `last_restore_point_at` / `restore_point_count`: the newest and the number of
   its restore points;
-* a job's `last_run_at` / `last_result`: its latest session by (started_at, id), `NONE` when
-  it has none.
+* a job's `last_run_at`: its latest session's start; `last_result`: the result of its latest
+  finished session by (started_at, id), `NONE` when it has none.
 
 On PostgreSQL the rebuild locks the tables it reads in SHARE mode (and the rollups in
 EXCLUSIVE mode), so an ingestion transaction in flight is waited for and the next one waits
@@ -119,7 +119,7 @@ async def rebuild_protection(
     company_ids: Iterable[int] | None = None, *, connection: BaseDBAsyncClient | None = None
 ) -> tuple[int, int]:
     """Recompute the computers' last restore point and restore point count, and the jobs'
-    last run and result, for these companies (None: all). Returns (computers, jobs) updated."""
+    last run and last result, for these companies (None: all). Returns (computers, jobs) updated."""
     ids = None if company_ids is None else list(company_ids)
     conn = _conn_or_default(connection)
     statements = []
@@ -133,14 +133,13 @@ async def rebuild_protection(
         "WHERE rp.computer_id = managed_computers.id) "
         f"WHERE {_where('company_id', ids)}"
     )
-    latest = (
-        f"SELECT {{column}} FROM {SESSIONS} s WHERE s.job_id = backup_jobs.id "
-        "ORDER BY s.started_at DESC, s.id DESC LIMIT 1"
-    )
     statements.append(
         "UPDATE backup_jobs SET "
-        f"last_run_at = ({latest.format(column='s.started_at')}), "
-        f"last_result = COALESCE(({latest.format(column='s.result')}), 'NONE') "
+        f"last_run_at = (SELECT MAX(s.started_at) FROM {SESSIONS} s "
+        "WHERE s.job_id = backup_jobs.id), "
+        f"last_result = COALESCE((SELECT s.result FROM {SESSIONS} s "
+        "WHERE s.job_id = backup_jobs.id AND s.result <> 'NONE' "
+        "ORDER BY s.started_at DESC, s.id DESC LIMIT 1), 'NONE') "
         f"WHERE {_where('company_id', ids)}"
     )
     counts = await _run(connection, statements)

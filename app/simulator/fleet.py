@@ -50,9 +50,11 @@ class CompanySpec:
     name: str
     location_ids: tuple[int, ...]
     computers: int
-    # Cloud accounts agents may back up to: a backup resource, and Subtenants inside it.
-    cloud_resource_id: int | None = None
-    subtenant_ids: tuple[int, ...] = ()
+    # The cloud account jobs may back up to: a tenant account of the company with a backup
+    # resource on `repository`, and the e-mails of Subtenants inside it.
+    tenant_account: str | None = None
+    repository: str = ""
+    subtenants: tuple[str, ...] = ()
     history_days: int | None = None  # None: the fleet's
 
 
@@ -75,6 +77,7 @@ class FleetBatch:
 
     company_id: int
     location_id: int
+    reported_at: datetime
     records: dict[str, list[Record]] = field(
         default_factory=lambda: {name: [] for name in BATCH_LISTS}
     )
@@ -83,18 +86,26 @@ class FleetBatch:
         return len(self.records[name])
 
 
-def as_json(records: dict[str, list[Record]]) -> dict[str, list[Record]]:
-    """The batch as it travels over the wire: datetimes as ISO 8601 strings."""
+def _wire(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    return value
 
-    def convert(value: Any) -> Any:
-        if isinstance(value, datetime | date):
-            return value.isoformat()
-        return value
 
-    return {
-        name: [{k: convert(v) for k, v in rec.items()} for rec in recs]
-        for name, recs in records.items()
-    }
+def as_json(batch: FleetBatch, limit: int | None = None) -> list[dict[str, Any]]:
+    """The batch as reporters send it: datetimes as ISO 8601 strings, `reportedAt`, and at
+    most `limit` records per list per payload, the lists in the order their references need
+    (computers and servers before their jobs, jobs before their sessions)."""
+    stamp = batch.reported_at.isoformat()
+    payloads: list[dict[str, Any]] = []
+    for name in BATCH_LISTS:
+        records = [_wire(r) for r in batch.records[name]]
+        step = limit or max(len(records), 1)
+        for start in range(0, len(records), step):
+            payloads.append({"reportedAt": stamp, name: records[start : start + step]})
+    return payloads
 
 
 def generate(spec: FleetSpec) -> Iterator[FleetBatch]:
@@ -117,17 +128,17 @@ def _company(spec: FleetSpec, company: CompanySpec) -> Iterator[FleetBatch]:
     days = company.history_days or spec.history_days
     prefix = company_prefix(company.name)
     if spec.server_jobs and company.computers >= VBR_THRESHOLD:
-        batch = FleetBatch(company.id, company.location_ids[0])
+        batch = FleetBatch(company.id, company.location_ids[0], spec.end)
         _servers(spec, rng, company, prefix, days, batch)
         yield batch
     number = 0
     counts = _split(rng, company.computers, len(company.location_ids))
     for location_id, count in zip(company.location_ids, counts, strict=True):
-        batch = FleetBatch(company.id, location_id)
+        batch = FleetBatch(company.id, location_id, spec.end)
         for _ in range(count):
             if batch.count("computers") >= spec.batch_computers:
                 yield batch
-                batch = FleetBatch(company.id, location_id)
+                batch = FleetBatch(company.id, location_id, spec.end)
             number += 1
             _computer(spec, rng, company, prefix, number, days, batch)
         if batch.count("computers"):
@@ -137,21 +148,17 @@ def _company(spec: FleetSpec, company: CompanySpec) -> Iterator[FleetBatch]:
 def _target(rng: random.Random, company: CompanySpec, cloud_share: float) -> Record:
     """Where a job writes: the provider's cloud repository (maybe under a Subtenant's
     account), or the company's own storage."""
-    if company.cloud_resource_id is None or rng.random() >= cloud_share:
-        return {
-            "targetKind": "LOCAL",
-            "targetName": rng.choice(["Local repository", "NAS01", "Backup01 (D:)"]),
-            "targetResourceId": None,
-            "targetSubtenantId": None,
-        }
-    subtenant = None
-    if company.subtenant_ids and rng.random() < 0.5:
-        subtenant = rng.choice(company.subtenant_ids)
+    if company.tenant_account is None or rng.random() >= cloud_share:
+        return {"kind": "LOCAL", "name": rng.choice(["Local repository", "NAS01", "Backup01 (D:)"])}
+    subtenant = ""
+    if company.subtenants and rng.random() < 0.5:
+        subtenant = rng.choice(company.subtenants)
     return {
-        "targetKind": "CLOUD",
-        "targetName": "Cloud repository",
-        "targetResourceId": company.cloud_resource_id,
-        "targetSubtenantId": subtenant,
+        "kind": "CLOUD",
+        "tenantAccount": company.tenant_account,
+        "repository": company.repository,
+        "subtenant": subtenant,
+        "name": "Cloud repository",
     }
 
 
@@ -189,9 +196,8 @@ def _computer(
             "uid": job_uid,
             "name": f"{ident['hostname']} - {'Server' if server else 'Workstation'} backup",
             "kind": "AGENT",
-            "computerUid": uid,
-            "serverUid": None,
-            **target,
+            "computer": uid,
+            "target": target,
             "assignedByProvider": rng.random() < 0.2,
             "schedule": f"{rng.randint(0, 59)} {rng.choice([20, 21, 22, 23])} * * *",
             "enabled": rng.random() > 0.02,
@@ -205,17 +211,17 @@ def _computer(
         recs["restorePoints"].append(
             {
                 "uid": f"rp-{s['uid']}",
-                "computerUid": uid,
-                "jobUid": job_uid,
+                "computer": uid,
+                "job": job_uid,
                 "createdAt": s["endedAt"],
                 "sizeBytes": s["transferredBytes"],
-                "targetKind": target["targetKind"],
+                "targetKind": target["kind"],
             }
         )
     status = history.agent_status(life, sessions)
     recs["agents"].append(
         {
-            "computerUid": uid,
+            "computer": uid,
             "platform": ident["osFamily"],
             "edition": ident["edition"],
             "version": ident["agentVersion"],
@@ -223,7 +229,7 @@ def _computer(
             "status": status,
         }
     )
-    recs["heartbeats"].append({"computerUid": uid, "at": life.last_heartbeat, "status": status})
+    recs["heartbeats"].append({"computer": uid, "at": life.last_heartbeat, "status": status})
 
 
 SERVER_JOBS: dict[str, list[tuple[str, str]]] = {
@@ -256,12 +262,8 @@ def _servers(
         uid = f"s-{company.id}-{n}"
         name, version = server_name(rng, prefix, kind)
         life = history.ComputerLife.draw(rng, spec.end, days, None)
-        recs["servers"].append(
-            {"uid": uid, "kind": kind, "name": name, "version": version, "status": "HEALTHY"}
-        )
-        recs["heartbeats"].append(
-            {"serverUid": uid, "at": life.last_heartbeat, "status": "HEALTHY"}
-        )
+        recs["servers"].append({"uid": uid, "kind": kind, "name": name, "version": version})
+        recs["heartbeats"].append({"server": uid, "at": life.last_heartbeat, "status": "HEALTHY"})
         if kind == "VEEAM_ONE":
             recs["veeamOne"].extend(history.veeam_one_records(rng, spec, uid, prefix))
             continue
@@ -275,9 +277,8 @@ def _servers(
                     "uid": job_uid,
                     "name": label,
                     "kind": job_kind,
-                    "computerUid": None,
-                    "serverUid": uid,
-                    **_target(rng, company, cloud_share=cloud),
+                    "server": uid,
+                    "target": _target(rng, company, cloud_share=cloud),
                     "assignedByProvider": job_kind == "BACKUP_COPY" and rng.random() < 0.5,
                     "schedule": f"0 {rng.choice([1, 2, 3, 19])} * * *",
                     "enabled": True,

@@ -106,7 +106,7 @@ def sessions_for(
         out.append(
             {
                 "uid": f"{job_uid}-{day:%Y%m%d}",
-                "jobUid": job_uid,
+                "job": job_uid,
                 "result": result,
                 "startedAt": started,
                 "endedAt": ended,
@@ -150,7 +150,7 @@ def veeam_one_records(
                 out.append(
                     {
                         "uid": f"{server_uid}-{at:%Y%m%d}-{obj}-{n}",
-                        "serverUid": server_uid,
+                        "server": server_uid,
                         "objectName": obj,
                         "metric": metric,
                         "value": value,

@@ -23,10 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from app.authz.capabilities import JOB_FUNCTIONALITY
-from app.db import connection_name
+from app.db import column, connection_name
+from app.models import BackupResource, Subtenant
 from app.services.rollups import rebuild_rollups
 from app.simulator.fleet import FleetBatch
 
@@ -92,6 +94,7 @@ class _Writer:
         self.stats = stats
         self.buffers: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
         self.next_id: dict[str, int] = {}
+        self.targets: dict[tuple[int, str, str, str], tuple[int | None, int | None]] = {}
 
     async def start(self) -> None:
         for table in TABLES:
@@ -99,6 +102,23 @@ class _Writer:
                 f"SELECT COALESCE(MAX(id), 0) AS m FROM {table}"
             )
             self.next_id[table] = int(rows[0]["m"]) + 1
+
+    async def resolve(
+        self, company_id: int, target: dict[str, Any]
+    ) -> tuple[int | None, int | None]:
+        """(backup resource id, Subtenant id) of a job's target, named as ingestion names it:
+        the company's tenant account, the repository, the Subtenant's e-mail."""
+        if target["kind"] != "CLOUD":
+            return None, None
+        key = (
+            company_id,
+            target["tenantAccount"],
+            target.get("repository", ""),
+            target.get("subtenant", ""),
+        )
+        if key not in self.targets:
+            self.targets[key] = await _resolve_target(self.conn, *key)
+        return self.targets[key]
 
     def new_id(self, table: str) -> int:
         value = self.next_id[table]
@@ -142,22 +162,55 @@ class _Writer:
                 )
 
 
+async def _resolve_target(
+    conn: BaseDBAsyncClient, company_id: int, account: str, repository: str, subtenant: str
+) -> tuple[int | None, int | None]:
+    resources = BackupResource.filter(
+        tenant_account__company_id=company_id, tenant_account__name=account
+    ).using_db(conn)
+    if repository:
+        resources = resources.filter(repository__name=repository)
+    if subtenant:
+        row = (
+            await Subtenant.filter(
+                resource_id__in=Subquery(resources.values("id")), user__email=subtenant
+            )
+            .using_db(conn)
+            .values("id", "resource_id")
+        )
+        if not row:
+            raise ValueError(f"no Subtenant {subtenant!r} under tenant account {account!r}")
+        return row[0]["resource_id"], row[0]["id"]
+    if not repository:
+        return None, None
+    ids = await column(resources, "id")
+    if not ids:
+        raise ValueError(f"tenant account {account!r} has no resource on {repository!r}")
+    return int(ids[0]), None
+
+
 async def _load_batch(w: _Writer, batch: FleetBatch, now: datetime) -> None:
     recs = batch.records
     company, location = batch.company_id, batch.location_id
     heartbeats = {
-        (h.get("computerUid"), h.get("serverUid")): (h["at"], h["status"])
-        for h in recs["heartbeats"]
+        (h.get("computer"), h.get("server")): (h["at"], h["status"]) for h in recs["heartbeats"]
     }
-    agent_jobs = {j["computerUid"]: j for j in recs["jobs"] if j["computerUid"]}
+    targets = {j["uid"]: await w.resolve(company, j["target"]) for j in recs["jobs"]}
+    agent_jobs = {j["computer"]: j["uid"] for j in recs["jobs"] if j.get("computer")}
     rps_by_computer: dict[str, list[dict[str, Any]]] = {}
     for rp in recs["restorePoints"]:
-        rps_by_computer.setdefault(rp["computerUid"], []).append(rp)
+        rps_by_computer.setdefault(rp["computer"], []).append(rp)
+    last_run: dict[str, dict[str, Any]] = {}
     last_session: dict[str, dict[str, Any]] = {}
     for s in recs["sessions"]:
-        seen = last_session.get(s["jobUid"])
+        newest = last_run.get(s["job"])
+        if newest is None or s["startedAt"] >= newest["startedAt"]:
+            last_run[s["job"]] = s
+        if s["result"] == "NONE":
+            continue  # a job's last result is its latest finished session's
+        seen = last_session.get(s["job"])
         if seen is None or s["startedAt"] >= seen["startedAt"]:
-            last_session[s["jobUid"]] = s
+            last_session[s["job"]] = s
 
     computer_ids: dict[str, int] = {}
     for c in recs["computers"]:
@@ -170,7 +223,7 @@ async def _load_batch(w: _Writer, batch: FleetBatch, now: datetime) -> None:
             (
                 cid, company, location, c["uid"], c["hostname"], c["osFamily"], c["osName"],
                 json.dumps(c["ipAddresses"]), status, beat,
-                job["targetSubtenantId"] if job else None,
+                targets[job][1] if job else None,
                 max((rp["createdAt"] for rp in rps), default=None), len(rps), None, now, now,
             ),
         )  # fmt: skip
@@ -178,7 +231,7 @@ async def _load_batch(w: _Writer, batch: FleetBatch, now: datetime) -> None:
         await w.add(
             "backup_agents",
             (
-                w.new_id("backup_agents"), computer_ids[a["computerUid"]], a["platform"],
+                w.new_id("backup_agents"), computer_ids[a["computer"]], a["platform"],
                 a["edition"], a["version"], a["policy"], a["status"], now,
             ),
         )  # fmt: skip
@@ -195,22 +248,25 @@ async def _load_batch(w: _Writer, batch: FleetBatch, now: datetime) -> None:
     for j in recs["jobs"]:
         jid = w.new_id("backup_jobs")
         functionality = JOB_FUNCTIONALITY[j["kind"]].value
-        computer_id = computer_ids[j["computerUid"]] if j["computerUid"] else None
-        server_id = server_ids[j["serverUid"]] if j["serverUid"] else None
-        jobs[j["uid"]] = (jid, computer_id, j["targetSubtenantId"], functionality)
+        computer_id = computer_ids[j["computer"]] if j.get("computer") else None
+        server_id = server_ids[j["server"]] if j.get("server") else None
+        resource_id, subtenant_id = targets[j["uid"]]
+        jobs[j["uid"]] = (jid, computer_id, subtenant_id, functionality)
+        runs = last_run.get(j["uid"])
         last = last_session.get(j["uid"])
         await w.add(
             "backup_jobs",
             (
                 jid, company, location, j["uid"], j["name"], j["kind"], functionality,
-                computer_id, server_id, j["targetKind"], j["targetResourceId"],
-                j["targetSubtenantId"], j["targetName"], j["assignedByProvider"], j["schedule"],
-                j["enabled"], "IDLE", None, last["result"] if last else "NONE",
-                last["startedAt"] if last else None, None, now, now,
+                computer_id, server_id, j["target"]["kind"], resource_id, subtenant_id,
+                j["target"].get("name", ""), j["assignedByProvider"], j["schedule"], j["enabled"],
+                "RUNNING" if runs and runs["result"] == "NONE" else "IDLE", None,
+                last["result"] if last else "NONE", runs["startedAt"] if runs else None,
+                batch.reported_at, now, now,
             ),
         )  # fmt: skip
     for s in recs["sessions"]:
-        jid, computer_id, subtenant_id, functionality = jobs[s["jobUid"]]
+        jid, computer_id, subtenant_id, functionality = jobs[s["job"]]
         await w.add(
             "backup_job_sessions",
             (
@@ -224,8 +280,8 @@ async def _load_batch(w: _Writer, batch: FleetBatch, now: datetime) -> None:
         await w.add(
             "restore_points",
             (
-                w.new_id("restore_points"), computer_ids[rp["computerUid"]],
-                jobs[rp["jobUid"]][0] if rp["jobUid"] else None, rp["uid"], company,
+                w.new_id("restore_points"), computer_ids[rp["computer"]],
+                jobs[rp["job"]][0] if rp.get("job") else None, rp["uid"], company,
                 rp["createdAt"], rp["sizeBytes"], rp["targetKind"],
             ),
         )  # fmt: skip
@@ -233,7 +289,7 @@ async def _load_batch(w: _Writer, batch: FleetBatch, now: datetime) -> None:
         await w.add(
             "veeam_one_records",
             (
-                w.new_id("veeam_one_records"), company, location, server_ids[v["serverUid"]],
+                w.new_id("veeam_one_records"), company, location, server_ids[v["server"]],
                 v["uid"], v["objectName"], v["metric"], v["value"], v["severity"], v["message"],
                 v["recordedAt"],
             ),
