@@ -81,6 +81,9 @@ class Settings:
     # schedule off. Extra schedules "name|cron|job.kind" (TENANTRY_SCHEDULES, ';'-separated).
     schedule_recovery: str = "* * * * * */15"
     schedule_purge: str = "0 * * * *"
+    # The daily license count (licensing.collect): off in Settings built by code (tests),
+    # "20 0 * * *" from load_settings unless TENANTRY_SCHEDULE_LICENSING="".
+    schedule_licensing: str = ""
     schedules_extra: tuple[str, ...] = field(default_factory=tuple)
     # Leader lease of the scheduler group (0: no lease, the unique tick row alone decides).
     scheduler_lease_seconds: int = 10
@@ -181,6 +184,7 @@ def load_settings() -> Settings:
         ),
         schedule_recovery=os.environ.get("TENANTRY_SCHEDULE_RECOVERY", Settings.schedule_recovery),
         schedule_purge=os.environ.get("TENANTRY_SCHEDULE_PURGE", Settings.schedule_purge),
+        schedule_licensing=os.environ.get("TENANTRY_SCHEDULE_LICENSING", "20 0 * * *"),
         schedules_extra=tuple(
             s.strip() for s in os.environ.get("TENANTRY_SCHEDULES", "").split(";") if s.strip()
         ),

@@ -20,6 +20,7 @@ Call = Callable[[], Awaitable[Any]]
 
 RECOVERY = "jobs.recover"
 PURGE = "maintenance.purge"
+LICENSING = "licensing.collect"  # license usage of the month, recounted daily
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,14 +73,18 @@ def parse_extra(entry: str) -> Schedule:
 
 
 def default_schedules(settings: Settings | None = None) -> list[Schedule]:
-    """The schedules in force: the recovery sweep, the hourly purge, and any extra ones.
-    An empty cron expression in the settings turns a schedule off."""
+    """The schedules in force: the recovery sweep, the hourly purge, the daily license count,
+    and any extra ones. An empty cron expression in the settings turns a schedule off."""
     settings = settings or get_settings()
     schedules: list[Schedule] = []
     if settings.schedule_recovery.strip():
         schedules.append(Schedule(RECOVERY, settings.schedule_recovery.strip(), call=_recover))
     if settings.schedule_purge.strip():
         schedules.append(Schedule(PURGE, settings.schedule_purge.strip(), job_kind=PURGE))
+    if settings.schedule_licensing.strip():
+        schedules.append(
+            Schedule(LICENSING, settings.schedule_licensing.strip(), job_kind=LICENSING)
+        )
     schedules.extend(parse_extra(entry) for entry in settings.schedules_extra)
     names = [s.name for s in schedules]
     duplicates = sorted({n for n in names if names.count(n) > 1})

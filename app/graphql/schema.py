@@ -45,6 +45,9 @@ from app.graphql.tenancy.types import (
 from app.graphql.workloads.monitoring import MonitoringQuery
 from app.graphql.workloads.protected import ProtectedDataQuery
 from app.graphql.workloads.queries import WorkloadQuery
+from app.graphql.workloads.licensing import LicensingMutation, LicensingQuery
+from app.graphql.workloads.plugins import PluginMutation, PluginQuery
+from app.graphql.workloads.veeam_one import VeeamOneQuery
 from app.settings import get_settings
 
 
@@ -76,6 +79,9 @@ Query = merge_types(
         AllocationQuery,
         RemoteQuery,
         ResellerResourceQuery,
+        LicensingQuery,
+        PluginQuery,
+        VeeamOneQuery,
         WorkloadQuery,
         ProtectedDataQuery,
         MonitoringQuery,
@@ -93,6 +99,8 @@ Mutation = merge_types(
         AllocationMutation,
         RemoteMutation,
         ResellerResourceMutation,
+        LicensingMutation,
+        PluginMutation,
     ),
 )
 Subscription = merge_types("Subscription", (JobSubscription,))

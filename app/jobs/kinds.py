@@ -4,6 +4,6 @@ Importing this module registers them all (app.jobs.registry.load_kinds)."""
 
 from __future__ import annotations
 
-from app.jobs import audit_export, diagnostics, maintenance
+from app.jobs import audit_export, diagnostics, licensing, maintenance
 
-__all__ = ["audit_export", "diagnostics", "maintenance"]
+__all__ = ["audit_export", "diagnostics", "licensing", "maintenance"]
