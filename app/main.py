@@ -20,6 +20,7 @@ from app.db import connection_name, tortoise_config
 from app.downloads import download_export
 from app.graphql.app import TenantryGraphQL
 from app.graphql.schema import schema
+from app.ingest_http import routes as ingest_routes
 from app.middleware import RequestMiddleware
 from app.observability import CONTENT_TYPE_LATEST, metrics_text, refresh_job_metrics
 from app.services import events
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, manage_orm: bool = True) -> 
         Route("/readyz", readyz_for(settings), methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/exports/{job_id}", download_export, methods=["GET"]),
+        *ingest_routes,
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     middleware = [

@@ -42,6 +42,7 @@ from app.graphql.tenancy.types import (
     ResellerType,
     ServiceProviderType,
 )
+from app.graphql.workloads.agent_keys import AgentKeyMutation, AgentKeyQuery
 from app.graphql.workloads.monitoring import MonitoringQuery
 from app.graphql.workloads.protected import ProtectedDataQuery
 from app.graphql.workloads.queries import WorkloadQuery
@@ -85,6 +86,7 @@ Query = merge_types(
         WorkloadQuery,
         ProtectedDataQuery,
         MonitoringQuery,
+        AgentKeyQuery,
     ),
 )
 Mutation = merge_types(
@@ -101,6 +103,7 @@ Mutation = merge_types(
         ResellerResourceMutation,
         LicensingMutation,
         PluginMutation,
+        AgentKeyMutation,
     ),
 )
 Subscription = merge_types("Subscription", (JobSubscription,))

@@ -1,0 +1,365 @@
+"""Ingestion: what backup servers and agents report, in batches (`POST /ingest/v1/batch`).
+
+A batch is authenticated by an agent key (`app.services.agent_keys`): everything in it belongs
+to the key's company, and the computers, servers and jobs it reports for the first time land in
+the key's location. Records are keyed by the reporter's own ids (natural keys): computer,
+server and job `uid` per company, session `uid` per job, restore point `uid` per computer,
+Veeam ONE record `uid` per server.
+
+* Strict: `app.services.ingest_records` checks every record; here, references are resolved
+  (a session's job, a restore point's computer…, known already or accepted in the same batch).
+  A bad record is rejected with `{list, index, uid, reason}`, the others are kept.
+* All or nothing for the accepted set: one transaction, under a per-company lock
+  (`app.db.serialize`), so two batches of one company never interleave (no duplicate rows, no
+  rollup counted twice) while different companies ingest in parallel.
+* Idempotent: a row is written only when the report changes it; heartbeats, job runs and Veeam
+  ONE records never go back in time; a running session never undoes a finished one; the daily
+  rollups move by the difference (`app.services.rollup_counts`).
+* Constant query count: one SELECT per list by natural keys, one bulk INSERT, one `executemany`
+  UPDATE, whatever the number of records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from app.db import connection_name, serialize
+from app.models import AgentKey, BackupAgent, BackupJob, BackupServer, ManagedComputer
+from app.models.inventory import ServerKind
+from app.models.licensing import VeeamOneRecord
+from app.services import ingest_jobs
+from app.services.bulk_sql import execute_many
+from app.services.ingest_records import LISTS, Batch, Record, Rejection, parse_batch
+
+Row = dict[str, Any]
+
+SERVER_FIELDS = (
+    "id",
+    "uid",
+    "kind",
+    "location_id",
+    "name",
+    "version",
+    "status",
+    "last_heartbeat_at",
+)
+COMPUTER_FIELDS = (
+    "id",
+    "uid",
+    "location_id",
+    "subtenant_id",
+    "hostname",
+    "os_family",
+    "os_name",
+    "ip_addresses",
+    "last_restore_point_at",
+    "restore_point_count",
+    "last_heartbeat_at",
+    "agent_status",
+)
+AGENT_FIELDS = ("platform", "edition", "version", "policy", "status")
+VEEAM_ONE_FIELDS = ("object_name", "metric", "value", "severity", "message", "recorded_at")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class IngestResult:
+    accepted: dict[str, int]
+    rejected: list[Rejection]
+    commands: list[dict[str, str]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "rejected": [r.as_json() for r in self.rejected],
+            "commands": self.commands,
+        }
+
+
+@dataclass
+class Run:
+    """One batch being written: the records still accepted, and the rows they refer to."""
+
+    company_id: int
+    location_id: int
+    batch: Batch
+    at: datetime = field(default_factory=now)
+    servers: dict[str, Row] = field(default_factory=dict)
+    computers: dict[str, Row] = field(default_factory=dict)
+    jobs: dict[str, Row] = field(default_factory=dict)
+
+    def records(self, name: str) -> list[tuple[int, Record]]:
+        return self.batch.records.get(name, [])
+
+    def refs(self, key: str, *lists: str) -> set[str]:
+        return {r[key] for name in lists for _, r in self.records(name) if r.get(key)}
+
+    def keep(self, name: str, kept: list[tuple[int, Record]]) -> None:
+        self.batch.records[name] = kept
+
+    def reject(self, name: str, index: int, record: Record, reason: str) -> None:
+        self.batch.reject(name, index, record, reason)
+
+
+async def load_by_uid(
+    model: type[Model], uids: set[str], fields: tuple[str, ...], **filters: Any
+) -> dict[str, Row]:
+    if not uids:
+        return {}
+    rows = await model.filter(uid__in=sorted(uids), **filters).values(*fields)
+    return {row["uid"]: row for row in rows}
+
+
+def _changed(row: Row, record: Record, fields: tuple[str, ...]) -> bool:
+    return any(row[f] != record[f] for f in fields)
+
+
+# --- inventory ---------------------------------------------------------------------------------
+
+
+async def servers(run: Run) -> None:
+    refs = run.refs("uid", "servers") | run.refs("server", "jobs", "heartbeats", "veeamOne")
+    run.servers = await load_by_uid(BackupServer, refs, SERVER_FIELDS, company_id=run.company_id)
+    kept, new, updates = [], [], []
+    for index, r in run.records("servers"):
+        row = run.servers.get(r["uid"])
+        if row is None:
+            new.append(
+                BackupServer(
+                    company_id=run.company_id,
+                    location_id=run.location_id,
+                    uid=r["uid"],
+                    kind=r["kind"],
+                    name=r["name"],
+                    version=r["version"],
+                )
+            )
+        elif ServerKind(row["kind"]) is not r["kind"]:
+            run.reject(
+                "servers", index, r, f"the server is a {row['kind']} server; its kind cannot change"
+            )
+            continue
+        elif _changed(row, r, ("name", "version")):
+            updates.append([r["name"], r["version"], run.at, row["id"]])
+        kept.append((index, r))
+    run.keep("servers", kept)
+    if new:
+        await BackupServer.bulk_create(new)
+        fresh = {s.uid for s in new}
+        run.servers.update(
+            await load_by_uid(BackupServer, fresh, SERVER_FIELDS, company_id=run.company_id)
+        )
+    await execute_many(
+        "UPDATE backup_servers SET name = ?, version = ?, updated_at = ? WHERE id = ?", updates
+    )
+
+
+async def computers(run: Run) -> None:
+    refs = run.refs("uid", "computers") | run.refs(
+        "computer", "agents", "jobs", "restorePoints", "heartbeats"
+    )
+    run.computers = await load_by_uid(
+        ManagedComputer, refs, COMPUTER_FIELDS, company_id=run.company_id
+    )
+    fields = ("hostname", "os_family", "os_name", "ip_addresses")
+    new, updates = [], []
+    for _, r in run.records("computers"):
+        row = run.computers.get(r["uid"])
+        if row is None:
+            new.append(ManagedComputer(company_id=run.company_id, location_id=run.location_id, **r))
+        elif _changed(row, r, fields):
+            updates.append(
+                [
+                    r["hostname"],
+                    r["os_family"].value,
+                    r["os_name"],
+                    json.dumps(r["ip_addresses"]),
+                    run.at,
+                    row["id"],
+                ]
+            )
+    if new:
+        await ManagedComputer.bulk_create(new)
+        fresh = {c.uid for c in new}
+        run.computers.update(
+            await load_by_uid(ManagedComputer, fresh, COMPUTER_FIELDS, company_id=run.company_id)
+        )
+    await execute_many(
+        "UPDATE managed_computers SET hostname = ?, os_family = ?, os_name = ?, ip_addresses = ?,"
+        " updated_at = ? WHERE id = ?",
+        updates,
+    )
+
+
+async def agents(run: Run) -> None:
+    kept = []
+    for index, r in run.records("agents"):
+        if r["computer"] not in run.computers:
+            run.reject("agents", index, r, f"unknown computer '{r['computer']}'")
+        else:
+            kept.append((index, r))
+    run.keep("agents", kept)
+    if not kept:
+        return
+    ids = [run.computers[r["computer"]]["id"] for _, r in kept]
+    existing = {
+        row["computer_id"]: row
+        for row in await BackupAgent.filter(computer_id__in=ids).values(
+            "id", "computer_id", *AGENT_FIELDS
+        )
+    }
+    new, updates = [], []
+    for _, r in kept:
+        computer_id = run.computers[r["computer"]]["id"]
+        values = {f: r[f] for f in AGENT_FIELDS}
+        row = existing.get(computer_id)
+        if row is None:
+            new.append(BackupAgent(computer_id=computer_id, **values))
+        elif _changed(row, r, AGENT_FIELDS):
+            updates.append([*(getattr(v, "value", v) for v in values.values()), run.at, row["id"]])
+    if new:
+        await BackupAgent.bulk_create(new)
+    await execute_many(
+        "UPDATE backup_agents SET platform = ?, edition = ?, version = ?, policy = ?, status = ?,"
+        " updated_at = ? WHERE id = ?",
+        updates,
+    )
+
+
+async def heartbeats(run: Run) -> None:
+    """The newest heartbeat per computer and server wins; an older one changes nothing."""
+    latest: dict[tuple[str, str], Record] = {}
+    kept = []
+    for index, r in run.records("heartbeats"):
+        kind = "computer" if r["computer"] else "server"
+        known = run.computers if kind == "computer" else run.servers
+        if r[kind] not in known:
+            run.reject("heartbeats", index, r, f"unknown {kind} '{r[kind]}'")
+            continue
+        kept.append((index, r))
+        best = latest.get((kind, r[kind]))
+        if best is None or r["at"] > best["at"]:
+            latest[(kind, r[kind])] = r
+    run.keep("heartbeats", kept)
+    updates: dict[str, list[list[Any]]] = {"computer": [], "server": []}
+    for (kind, uid), r in latest.items():
+        row = (run.computers if kind == "computer" else run.servers)[uid]
+        if row["last_heartbeat_at"] is None or r["at"] > row["last_heartbeat_at"]:
+            updates[kind].append([r["at"], r["status"].value, run.at, row["id"]])
+    await execute_many(
+        "UPDATE managed_computers SET last_heartbeat_at = ?, agent_status = ?, updated_at = ?"
+        " WHERE id = ?",
+        updates["computer"],
+    )
+    await execute_many(
+        "UPDATE backup_servers SET last_heartbeat_at = ?, status = ?, updated_at = ? WHERE id = ?",
+        updates["server"],
+    )
+
+
+async def veeam_one(run: Run) -> None:
+    kept = []
+    for index, r in run.records("veeamOne"):
+        server = run.servers.get(r["server"])
+        if server is None:
+            run.reject("veeamOne", index, r, f"unknown server '{r['server']}'")
+        elif ServerKind(server["kind"]) is not ServerKind.VEEAM_ONE:
+            run.reject("veeamOne", index, r, f"server '{r['server']}' is not a VEEAM_ONE server")
+        else:
+            kept.append((index, r))
+    run.keep("veeamOne", kept)
+    if not kept:
+        return
+    rows = await VeeamOneRecord.filter(
+        server_id__in={run.servers[r["server"]]["id"] for _, r in kept},
+        uid__in={r["uid"] for _, r in kept},
+    ).values("id", "server_id", "uid", *VEEAM_ONE_FIELDS)
+    existing = {(row["server_id"], row["uid"]): row for row in rows}
+    new, updates = [], []
+    for _, r in kept:
+        server = run.servers[r["server"]]
+        values = {f: r[f] for f in VEEAM_ONE_FIELDS}
+        row = existing.get((server["id"], r["uid"]))
+        if row is None:
+            new.append(
+                VeeamOneRecord(
+                    company_id=run.company_id,
+                    location_id=server["location_id"],
+                    server_id=server["id"],
+                    uid=r["uid"],
+                    **values,
+                )
+            )
+        elif r["recorded_at"] >= row["recorded_at"] and _changed(row, r, VEEAM_ONE_FIELDS):
+            updates.append([*(getattr(v, "value", v) for v in values.values()), row["id"]])
+    if new:
+        await VeeamOneRecord.bulk_create(new)
+    await execute_many(
+        "UPDATE veeam_one_records SET object_name = ?, metric = ?, value = ?, severity = ?,"
+        " message = ?, recorded_at = ? WHERE id = ?",
+        updates,
+    )
+
+
+async def acks(run: Run) -> None:
+    """An acknowledged command is cleared, when it is still the one pending."""
+    kept, updates = [], []
+    for index, r in run.records("acks"):
+        job = run.jobs.get(r["job"])
+        if job is None:
+            run.reject("acks", index, r, f"unknown job '{r['job']}'")
+            continue
+        kept.append((index, r))
+        updates.append([run.at, job["id"], r["command"].value])
+    run.keep("acks", kept)
+    await execute_many(
+        "UPDATE backup_jobs SET pending_command = NULL, updated_at = ?"
+        " WHERE id = ? AND pending_command = ?",
+        updates,
+    )
+
+
+async def pending_commands(company_id: int) -> list[dict[str, str]]:
+    rows = await (
+        BackupJob.filter(company_id=company_id, pending_command__isnull=False)
+        .order_by("id")
+        .values_list("uid", "pending_command")
+    )
+    return [{"job": uid, "command": str(getattr(cmd, "value", cmd))} for uid, cmd in rows]
+
+
+# --- the batch ---------------------------------------------------------------------------------
+
+
+async def ingest(key: AgentKey, payload: Any) -> IngestResult:
+    """Validates and writes one batch for the key's company (BAD_USER_INPUT when its shape is
+    wrong); returns what was accepted, what was rejected and why, and the commands pending for
+    the company's jobs."""
+    batch = parse_batch(payload)
+    company_id: int = key.company_id  # type: ignore[attr-defined]
+    run = Run(company_id, key.location_id, batch)  # type: ignore[attr-defined]
+    async with in_transaction(connection_name()):
+        await serialize(f"ingest:{company_id}")
+        await servers(run)
+        await computers(run)
+        await agents(run)
+        await ingest_jobs.jobs(run)
+        await ingest_jobs.sessions(run)
+        await ingest_jobs.restore_points(run)
+        await heartbeats(run)
+        await veeam_one(run)
+        await acks(run)
+        commands = await pending_commands(company_id)
+    order = {name: n for n, name in enumerate(LISTS)}
+    rejected = sorted(batch.rejected, key=lambda r: (order[r.list], r.index))
+    accepted = {name: len(run.records(name)) for name in LISTS}
+    return IngestResult(accepted, rejected, commands)
