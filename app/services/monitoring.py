@@ -83,9 +83,9 @@ class Summary:
 async def summary(
     p: Principal, start: date, end: date, company_id: int | None = None, at: datetime | None = None
 ) -> Summary:
-    """Four aggregate statements, whatever the fleet's size: session results summed from the
-    daily rollups, jobs grouped by last result, computers grouped by agent status, and the
-    protection counts of the computers."""
+    """Three aggregate statements, whatever the fleet's size: session results summed from the
+    daily rollups, jobs grouped by last result, computers grouped by agent status with their
+    protection counts."""
     validate_period(start, end)
     only = await company_filter(p, company_id)
     out = Summary()
@@ -118,28 +118,24 @@ async def summary(
     for row in jobs:
         out.jobs[SessionResult(row["last_result"])] = row["n"]
 
+    # Computers by agent status, with the protection counts of each status in the same
+    # statement (an explicit GROUP BY; at most one row per status).
+    cutoff = rpo_cutoff(at)
     computers = (
         await ManagedComputer.filter(scope.workload_q(p), only)
-        .annotate(n=Count("id"))
-        .group_by("agent_status")
-        .values("agent_status", "n")
-    )
-    out.computers = {status: 0 for status in AgentStatus}
-    for row in computers:
-        out.computers[AgentStatus(row["agent_status"])] = row["n"]
-
-    cutoff = rpo_cutoff(at)
-    protection = await (
-        ManagedComputer.filter(scope.workload_q(p), only)
         .annotate(
+            n=Count("id"),
             protected=Count("id", _filter=rpo_q(RpoStatus.OK, cutoff)),
             breached=Count("id", _filter=rpo_q(RpoStatus.BREACHED, cutoff)),
             never=Count("id", _filter=rpo_q(RpoStatus.NEVER_PROTECTED, cutoff)),
         )
-        .values("protected", "breached", "never")
+        .group_by("agent_status")
+        .values("agent_status", "n", "protected", "breached", "never")
     )
-    counts: dict[str, Any] = protection[0] if protection else {}
-    out.protected = int(counts.get("protected") or 0)
-    out.rpo_breached = int(counts.get("breached") or 0)
-    out.unprotected = int(counts.get("never") or 0)
+    out.computers = {status: 0 for status in AgentStatus}
+    for row in computers:
+        out.computers[AgentStatus(row["agent_status"])] = row["n"]
+        out.protected += row["protected"]
+        out.rpo_breached += row["breached"]
+        out.unprotected += row["never"]
     return out

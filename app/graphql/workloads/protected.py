@@ -32,9 +32,12 @@ RpoStatusEnum = strawberry.enum(
     "BREACHED: older; NEVER_PROTECTED: none.",
 )
 
-# Jobs protecting the computer (agent jobs bound to it), counted inside the page's statement.
+# Jobs protecting the computer (agent jobs bound to it), counted inside the page's statement;
+# the company condition lets the (company_id, functionality) index narrow the scan.
 PROTECTED_JOBS = RawSQL(
-    'SELECT COUNT(*) FROM "backup_jobs" WHERE "backup_jobs"."computer_id" = "managed_computers"."id"'
+    '(SELECT COUNT(*) FROM "backup_jobs" '
+    'WHERE "backup_jobs"."company_id" = "managed_computers"."company_id" '
+    'AND "backup_jobs"."computer_id" = "managed_computers"."id")'
 )
 
 
