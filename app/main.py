@@ -24,6 +24,7 @@ from app.ingest_http import routes as ingest_routes
 from app.middleware import RequestMiddleware
 from app.observability import CONTENT_TYPE_LATEST, metrics_text, refresh_job_metrics
 from app.services import events
+from app.services import workloads as _workloads  # noqa: F401  (location-in-use check)
 from app.settings import Settings, get_settings
 from workers import runtime as worker_runtime
 from workers.scheduler import start_embedded_scheduler, stop_embedded_scheduler

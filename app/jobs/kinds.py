@@ -6,4 +6,7 @@ from __future__ import annotations
 
 from app.jobs import audit_export, diagnostics, licensing, maintenance
 
+# Workers refuse removing a location that still holds workloads, like the API.
+from app.services import workloads as _workloads  # noqa: F401
+
 __all__ = ["audit_export", "diagnostics", "licensing", "maintenance"]
