@@ -93,6 +93,14 @@ class Settings:
     embedded_scheduler: bool | None = None
     # Protected data: a computer whose newest restore point is older than this breaches its RPO.
     rpo_hours: int = 24
+    # Managed agents (app.integrations): the driver, and the simulator's restore duration
+    # (seconds in all) and the paths (fnmatch) its restores fail on.
+    agent_driver: str = "simulator"
+    agent_sim_restore_seconds: float = 0.0
+    agent_sim_fail_pattern: str = "*.locked"
+    # The sweep that starts scheduled discovery rules when due: off in Settings built by code
+    # (tests), every minute from load_settings unless TENANTRY_SCHEDULE_DISCOVERY="".
+    schedule_discovery: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -198,6 +206,14 @@ def load_settings() -> Settings:
             else None
         ),
         rpo_hours=_int("TENANTRY_RPO_HOURS", Settings.rpo_hours),
+        agent_driver=os.environ.get("TENANTRY_AGENT_DRIVER", Settings.agent_driver),
+        agent_sim_restore_seconds=float(
+            os.environ.get("TENANTRY_AGENT_SIM_RESTORE_SECONDS", Settings.agent_sim_restore_seconds)
+        ),
+        agent_sim_fail_pattern=os.environ.get(
+            "TENANTRY_AGENT_SIM_FAIL_PATTERN", Settings.agent_sim_fail_pattern
+        ),
+        schedule_discovery=os.environ.get("TENANTRY_SCHEDULE_DISCOVERY", "* * * * *"),
     )
     settings.validate()
     return settings

@@ -20,6 +20,7 @@ Call = Callable[[], Awaitable[Any]]
 
 RECOVERY = "jobs.recover"
 PURGE = "maintenance.purge"
+DISCOVERY = "discovery.due"  # starts the discovery rules whose own schedule is due
 LICENSING = "licensing.collect"  # license usage of the month, recounted daily
 
 
@@ -63,6 +64,12 @@ async def _recover() -> Any:
     return await jobs.recover()
 
 
+async def _discovery_due() -> Any:
+    from app.services import discovery
+
+    return await discovery.run_due()
+
+
 def parse_extra(entry: str) -> Schedule:
     """`name|cron|job.kind` (from TENANTRY_SCHEDULES) → a job schedule."""
     parts = [p.strip() for p in entry.split("|")]
@@ -84,6 +91,10 @@ def default_schedules(settings: Settings | None = None) -> list[Schedule]:
     if settings.schedule_licensing.strip():
         schedules.append(
             Schedule(LICENSING, settings.schedule_licensing.strip(), job_kind=LICENSING)
+        )
+    if settings.schedule_discovery.strip():
+        schedules.append(
+            Schedule(DISCOVERY, settings.schedule_discovery.strip(), call=_discovery_due)
         )
     schedules.extend(parse_extra(entry) for entry in settings.schedules_extra)
     names = [s.name for s in schedules]

@@ -43,11 +43,15 @@ from app.graphql.tenancy.types import (
     ServiceProviderType,
 )
 from app.graphql.workloads.agent_keys import AgentKeyMutation, AgentKeyQuery
+from app.graphql.workloads.discovery import DiscoveryMutation, DiscoveryQuery
+from app.graphql.workloads.licensing import LicensingMutation, LicensingQuery
 from app.graphql.workloads.monitoring import MonitoringQuery
+from app.graphql.workloads.operations import BackupJobOperationMutation
+from app.graphql.workloads.plugins import PluginMutation, PluginQuery
 from app.graphql.workloads.protected import ProtectedDataQuery
 from app.graphql.workloads.queries import WorkloadQuery
-from app.graphql.workloads.licensing import LicensingMutation, LicensingQuery
-from app.graphql.workloads.plugins import PluginMutation, PluginQuery
+from app.graphql.workloads.reports import BackupReportMutation, BackupReportQuery
+from app.graphql.workloads.restores import FileRestoreMutation, FileRestoreQuery
 from app.graphql.workloads.veeam_one import VeeamOneQuery
 from app.settings import get_settings
 
@@ -87,6 +91,9 @@ Query = merge_types(
         ProtectedDataQuery,
         MonitoringQuery,
         AgentKeyQuery,
+        DiscoveryQuery,
+        FileRestoreQuery,
+        BackupReportQuery,
     ),
 )
 Mutation = merge_types(
@@ -104,6 +111,10 @@ Mutation = merge_types(
         LicensingMutation,
         PluginMutation,
         AgentKeyMutation,
+        BackupJobOperationMutation,
+        DiscoveryMutation,
+        FileRestoreMutation,
+        BackupReportMutation,
     ),
 )
 Subscription = merge_types("Subscription", (JobSubscription,))

@@ -4,9 +4,25 @@ Importing this module registers them all (app.jobs.registry.load_kinds)."""
 
 from __future__ import annotations
 
-from app.jobs import audit_export, diagnostics, licensing, maintenance
+from app.jobs import (
+    audit_export,
+    backup_report,
+    diagnostics,
+    discovery,
+    file_restore,
+    licensing,
+    maintenance,
+)
 
 # Workers refuse removing a location that still holds workloads, like the API.
 from app.services import workloads as _workloads  # noqa: F401
 
-__all__ = ["audit_export", "diagnostics", "licensing", "maintenance"]
+__all__ = [
+    "audit_export",
+    "backup_report",
+    "diagnostics",
+    "discovery",
+    "file_restore",
+    "licensing",
+    "maintenance",
+]
