@@ -101,7 +101,9 @@ class BackupJob(Model):
         table = "backup_jobs"
         unique_together = (("company", "uid"),)
         ordering = ["id"]
-        indexes = (("company_id", "functionality"),)
+        # computer_id: a computer's jobs (the protected page counts them per row, loaders
+        # fetch them per page, deleting a computer cascades to them).
+        indexes = (("company_id", "functionality"), ("computer_id",))
 
 
 class BackupJobSession(Model):
