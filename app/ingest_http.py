@@ -42,6 +42,8 @@ Answers:
   carried out, or it is sent again.
 * 400 `{"code": "BAD_USER_INPUT", "message", "field"?}`: not JSON, not an object, an unknown or
   oversized list, a missing or malformed `reportedAt`; nothing is written.
+* 413 (GraphQL-style `errors` with code BAD_USER_INPUT, from the request middleware): the body
+  is over the limit; nothing is written.
 * 401 `{"code": "UNAUTHENTICATED"}`: no, unknown or revoked key. 403 `{"code": "FORBIDDEN"}`:
   the key's company (or its reseller) is disabled.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from datetime import date
 from typing import Any
 
@@ -546,3 +547,18 @@ async def test_concurrent_identical_batches_write_once(client, gql, world: World
         (a1, loc, 0, AGENTS, date(2026, 3, 1), 200 - failed, 0, failed, 200_000)
     ]
     assert (await ManagedComputer.get(uid="pc-1")).restore_point_count == 2
+
+
+async def test_body_over_the_limit_is_refused_by_the_middleware(
+    client, gql, world: World, settings
+):
+    key = await issue_key(gql, world)
+    batch = fleet(sessions=1000)  # a valid shape, padded past the limit
+    for session in batch["sessions"]:
+        session["messages"] = ["m" * 300] * 4
+    body = json.dumps(batch).encode()
+    assert len(body) > settings.max_body_bytes
+    resp = await client.post(URL, content=body, headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 413
+    assert resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert await ManagedComputer.all().count() == 0
