@@ -268,6 +268,13 @@ async def test_usage_per_company_and_per_reseller(world, gql, dispatched) -> Non
         ("R1", "Reseller", "MICROSOFT_365_USER"): (2, 1),
         ("R2", "Reseller", "MICROSOFT_365_USER"): (1, 1),
     }
+    assert [(r["organizationName"], r["product"]) for r in body["data"]["licenseUsageByReseller"]][
+        :3
+    ] == [
+        ("Provider", "AGENT_WORKSTATION"),
+        ("R1", "AGENT_SERVER"),
+        ("R1", "AGENT_WORKSTATION"),
+    ]
     r1 = next(r for r in body["data"]["licenseUsageByReseller"] if r["organizationName"] == "R1")
     assert r1["organizationId"] == gid("Reseller", world.orgs["R1"].id)
 

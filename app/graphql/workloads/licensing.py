@@ -122,7 +122,7 @@ class LicensingQuery:
         first_day = licensing.month_of(month)
         rows = (
             await LicenseUsage.filter(scope.company_q(principal(info), "company"), month=first_day)
-            .annotate(total=Sum("units"), companies=Count("company_id", distinct=True))
+            .annotate(total=Sum("units"), companies=Count("id"))
             .group_by(
                 "company__parent_id", "company__parent__name", "company__parent__kind", "product"
             )
@@ -152,7 +152,15 @@ class LicensingQuery:
             )
             for r in rows
         ]
-        return sorted(out, key=lambda u: (u.organization_name, u.organization_id, u.product.value))
+        order = {product: i for i, product in enumerate(licensing.PRODUCTS)}
+        return sorted(
+            out,
+            key=lambda u: (
+                u.organization_name,
+                u.organization_id,
+                order[LicensedProduct(u.product)],
+            ),
+        )
 
 
 @strawberry.type
