@@ -12,6 +12,10 @@ Every company has a default location "Headquarters" and a second one "Branch off
 user per role of the company portal (client roles, or department roles in the enterprise
 edition); location-scoped roles are limited to the branch office. E-mails are readable and
 stable: `owner@acme.demo`, `operator@northwind.demo`... All users share the demo password.
+
+The companies also get a managed fleet (`app.simulator.demo_fleet`): a few hundred computers
+with agents, backup servers, jobs and about 90 days of sessions and restore points, some
+backing up to a demo cloud repository under the company's Subtenant.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from app.authz.matrix import Role, RoleScope, load_matrix
 from app.db import connection_name
 from app.models import Location, Organization, OrgKind, User
 from app.settings import get_settings
+from app.simulator.demo_fleet import seed_demo_fleet
 
 PROVIDER = ("Tenantry Cloud", "tenantry.demo")
 RESELLERS = (("Northwind Backup", "northwind.demo"), ("Blue Harbor IT", "blueharbor.demo"))
@@ -182,4 +187,5 @@ async def seed_demo() -> bool:
                 await user.scope_locations.add(
                     *[locations[spec.organization, loc] for loc in spec.locations]
                 )
+    await seed_demo_fleet()
     return True

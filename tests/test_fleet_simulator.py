@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from tortoise.functions import Count
 
 from app.authz.capabilities import JOB_FUNCTIONALITY
 from app.models import (
@@ -467,3 +468,64 @@ async def test_ingestion_and_the_loader_write_the_same_rows(world):
     loaded = await snapshot()
     for table, rows in ingested.items():
         assert loaded[table] == rows, table
+
+
+async def test_the_demo_seeds_a_realistic_fleet_once(db, gql, settings):
+    from app.demo import seed_demo
+    from app.models import AgentKey, Organization
+    from app.simulator.demo_fleet import DEMO_DAYS, DEMO_FLEET, demo_agent_key, seed_demo_fleet
+
+    assert await seed_demo() is True
+    total = sum(DEMO_FLEET.values())
+    assert 300 <= total == await ManagedComputer.all().count()
+    sessions = await BackupJobSession.all().count()
+    assert sessions > total * (DEMO_DAYS - 5)
+    by_company = dict(
+        await Organization.filter(managed_computers__id__isnull=False)
+        .group_by("name")
+        .annotate(n=Count("managed_computers__id"))
+        .values_list("name", "n")
+    )
+    assert by_company == DEMO_FLEET
+    # Both locations of every company hold computers; rollups span the whole history.
+    locations = await ManagedComputer.all().values_list("location_id", flat=True)
+    assert len(set(locations)) == 12
+    days = await SessionRollup.all().values_list("day", flat=True)
+    assert len(set(days)) >= DEMO_DAYS
+    # Every company's Subtenant has computers of its own backing up to the cloud.
+    subtenants = await Subtenant.all().count()
+    assert subtenants == 6
+    owners = await ManagedComputer.filter(subtenant_id__isnull=False).values_list(
+        "subtenant_id", flat=True
+    )
+    assert len(set(owners)) == subtenants
+    assert await AgentKey.filter(prefix=demo_agent_key("Acme Corp")[0]).exists()
+
+    # Seeding again adds nothing.
+    assert await seed_demo() is False
+    assert await seed_demo_fleet() is None
+    assert await BackupJobSession.all().count() == sessions
+    assert await ManagedComputer.all().count() == total
+
+    login = await gql(
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
+        {"e": "owner@acme.demo", "p": settings.demo_password},
+    )
+    token = login["data"]["login"]["token"]
+    today = datetime.now(UTC).date()
+    body = await gql(
+        """query($from: Date!, $to: Date!) {
+          protectedComputers(first: 5) { totalCount nodes { hostname companyName rpoStatus } }
+          breached: protectedComputers(first: 50, filter: {rpoStatus: BREACHED}) { totalCount }
+          monitoringSummary(from: $from, to: $to) { sessions { success warning failed } }
+        }""",
+        {"from": str(today - timedelta(days=30)), "to": str(today)},
+        token=token,
+    )
+    assert "errors" not in body, body
+    data = body["data"]
+    assert data["protectedComputers"]["totalCount"] == DEMO_FLEET["Acme Corp"]
+    assert {n["companyName"] for n in data["protectedComputers"]["nodes"]} == {"Acme Corp"}
+    assert data["breached"]["totalCount"] >= 1
+    counts = data["monitoringSummary"]["sessions"]
+    assert counts["success"] > 10 * counts["failed"] > 0 and counts["warning"] > 0
