@@ -3,6 +3,7 @@ matrix (only the Reseller Portal's Licensing row) and row scope."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,6 +24,7 @@ from app.models import (
 )
 from app.models.licensing import LicensedProduct, LicenseUsage
 from app.services import jobs, licensing
+from tests.conftest import ON_POSTGRES
 from tests.querycount import count_queries
 from tests.test_allocations import code, gid
 
@@ -390,3 +392,13 @@ def test_the_daily_schedule_is_on_in_real_settings_and_off_in_tests(monkeypatch)
     assert tick == datetime(2026, 11, 3, 0, 20, tzinfo=UTC)
     monkeypatch.delenv("TENANTRY_SCHEDULE_LICENSING", raising=False)
     assert load_settings().schedule_licensing == "20 0 * * *"
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="concurrent transactions need PostgreSQL")
+async def test_concurrent_collections_of_a_month_agree(world) -> None:
+    await build_usage(world)
+    results = await asyncio.gather(
+        *[licensing.collect_product(p, OCT) for p in LicensedProduct for _ in range(4)]
+    )
+    assert sum(r.written for r in results) == len(EXPECTED_OCT)
+    assert await stored(world) == EXPECTED_OCT

@@ -3,6 +3,8 @@ inheritance down the tree; the matrix for every principal; cross-tenant NOT_FOUN
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from app.auth.authenticate import principal_for_bearer
@@ -12,6 +14,9 @@ from app.authz.matrix import Action
 from app.authz.principal import Target
 from app.models import AuditEntry
 from app.models.licensing import Plugin, PluginActivation
+from app.services import plugins
+from app.services.actor import Actor
+from tests.conftest import ON_POSTGRES
 from tests.permission_cases import Subject, org_gid
 from tests.querycount import count_queries
 from tests.test_allocations import ALL_SUBJECTS, code, gid, home_company
@@ -334,3 +339,31 @@ async def test_plugin_operations_follow_the_matrix(subject: Subject, use_setting
         p, PLUGINS, Action.UPDATE, target
     )
     assert code(body) == (None if allowed else "FORBIDDEN"), body
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="concurrent transactions need PostgreSQL")
+async def test_concurrent_switches_of_rows_not_yet_written(world) -> None:
+    plugin = await make_plugin()
+    r1 = Actor(await principal_for_bearer(world.token(*R1_ADMIN)))
+    provider = Actor(await principal_for_bearer(world.token(*ADMIN)))
+
+    async def run(actor: Actor, org: str, enabled: bool) -> str:
+        try:
+            await plugins.set_enabled(actor, plugin.id, world.orgs[org].id, enabled)
+            return "ok"
+        except Exception as exc:
+            return type(exc).__name__
+
+    results = await asyncio.gather(*[run(r1, org, True) for org in ("R1", "A1", "A2") * 6])
+    assert results == ["ok"] * 18
+    assert await PluginActivation.filter(plugin=plugin).count() == 3
+    # The provider's "off" and R1's "on" race: whatever the order, the provider's decision
+    # is the last word on R1's row, and it stays locked for R1.
+    results = await asyncio.gather(
+        run(provider, "R1", False), *[run(r1, "R1", True) for _ in range(8)]
+    )
+    assert results[0] == "ok" and set(results[1:]) <= {"ok", "Conflict"}
+    row = await PluginActivation.get(plugin=plugin, organization=world.orgs["R1"])
+    if row.enabled:  # an enable ran after the provider's disable: impossible
+        pytest.fail("R1 enabled what the provider disabled")
+    assert row.set_by_id == world.orgs["Provider"].id  # type: ignore[attr-defined]
