@@ -98,16 +98,24 @@ def workload_q(
     company: str = "company_id",
     location: str = "location_id",
     subtenant: str = "subtenant_id",
+    *,
+    flat: bool = False,
 ) -> Q:
     """Managed workload rows (computers, servers, jobs, sessions, restore points, rollups) in
     scope: the company in the principal's tree, the principal's locations when the role is
     limited to locations, and the principal's own computers when the role's scope is
     `own_computers` (a Subtenant: computers backing up to the Subtenant's cloud account).
-    Each argument is the field path to that id on the queried model."""
+    Each argument is the field path to that id on the queried model. `flat`: the row holds
+    the company id as a plain integer (sessions, rollups), so the companies in scope are a
+    subquery rather than a join."""
     from app.authz.matrix import RoleScope
+    from app.models import Organization
 
-    org_path = company[: -len("_id")] if company.endswith("_id") else company
-    q = company_q(p, org_path)
+    if flat:
+        companies = Organization.filter(company_q(p)).values("id")
+        q = _q(**{f"{company}__in": Subquery(companies)})
+    else:
+        q = company_q(p, company[: -len("_id")] if company.endswith("_id") else company)
     if p.location_ids is not None:
         q &= _q(**{f"{location}__in": list(p.location_ids)})
     if p.scope_kind is RoleScope.OWN_COMPUTERS:

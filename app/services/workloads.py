@@ -20,7 +20,7 @@ from app.errors import Forbidden, NotFound
 from app.models.backups import BackupJob, BackupJobSession, RestorePoint
 from app.models.inventory import BackupAgent, BackupServer, ManagedComputer
 from app.models.operations import DiscoveryRule
-from app.models.tenancy import Location, Organization
+from app.models.tenancy import Location
 from app.services import tenancy
 
 NOTHING = Q(id__in=[])
@@ -35,15 +35,8 @@ def computer_q(p: Principal) -> Q:
 
 def flat_workload_q(p: Principal) -> Q:
     """`scope.workload_q` for rows that carry company, location and subtenant as plain
-    integers (sessions, rollups): no relation to join, so the companies in scope are a
-    subquery on organizations."""
-    companies = Organization.filter(scope.company_q(p)).values("id")
-    q = Q(company_id__in=Subquery(companies))
-    if p.location_ids is not None:
-        q &= Q(location_id__in=list(p.location_ids))
-    if p.scope_kind is RoleScope.OWN_COMPUTERS:
-        q &= Q(subtenant_id__in=scope.own_subtenants(p))
-    return q
+    integers (sessions, rollups)."""
+    return scope.workload_q(p, flat=True)
 
 
 def computers_in_scope(p: Principal) -> Subquery:
