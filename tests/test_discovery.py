@@ -215,8 +215,10 @@ async def test_a_run_registers_found_computers_once(world, gql, broker):
         JobState.SUCCEEDED,
         {"found": len(hosts), "new": 0, "known": len(hosts), "errors": []},
     )
-    runs = await AuditEntry.filter(action="discoveryRuleRun", outcome="SUCCESS").values_list(
-        "details", flat=True
+    runs = (
+        await AuditEntry.filter(action="discoveryRuleRun", outcome="SUCCESS")
+        .order_by("id")
+        .values_list("details", flat=True)
     )
     assert [d["deduplicated"] for d in runs] == [False, True, False]  # type: ignore[index]
 
