@@ -9,7 +9,7 @@ import pytest
 
 from app.auth.authenticate import principal_for_bearer
 from app.authz import engine
-from app.authz.capabilities import PLUGINS
+from app.authz.capabilities import PLUGIN_ENTRIES, PLUGINS
 from app.authz.matrix import Action
 from app.authz.principal import Target
 from app.models import AuditEntry
@@ -321,7 +321,7 @@ async def test_plugin_operations_follow_the_matrix(subject: Subject, use_setting
     want_read = None if engine.allows(p, PLUGINS, Action.READ) else "FORBIDDEN"
     assert code(body) == want_read, body
     body = await gql(CREATE, {"input": {"name": "New", "version": "1.0"}}, token=token)
-    assert code(body) == (None if engine.allows(p, PLUGINS, Action.CREATE) else "FORBIDDEN")
+    assert code(body) == (None if engine.allows(p, PLUGIN_ENTRIES, Action.CREATE) else "FORBIDDEN")
     org = world.orgs[home_company(world, subject)]
     body = await gql(
         SET,

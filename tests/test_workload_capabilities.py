@@ -83,11 +83,14 @@ def test_only_the_providers_unrestricted_staff_add_to_the_plugin_library() -> No
     reseller_admin = make_principal(
         Portal.RESELLER, "Service Provider Administrator", org_kind=OrgKind.RESELLER
     )
-    assert engine.allows(provider_admin, caps.PLUGINS, Action.CREATE)
-    assert not engine.allows(reseller_admin, caps.PLUGINS, Action.CREATE)
+    for action in (Action.CREATE, Action.UPDATE, Action.DELETE):
+        assert engine.allows(provider_admin, caps.PLUGIN_ENTRIES, action)
+        assert not engine.allows(reseller_admin, caps.PLUGIN_ENTRIES, action)
+    assert engine.allows(reseller_admin, caps.PLUGIN_ENTRIES, Action.READ)
     assert engine.allows(reseller_admin, caps.PLUGINS, Action.UPDATE)
     owner = make_principal(Portal.CLIENT, "Company Owner")
     assert engine.allows(owner, caps.PLUGINS, Action.UPDATE)
+    assert not engine.allows(owner, caps.PLUGIN_ENTRIES, Action.READ)
     assert not engine.allows(owner, caps.PLUGINS, Action.CREATE)
     assert not engine.allows(
         make_principal(Portal.ENTERPRISE, "Department Owner"), caps.PLUGINS, Action.READ

@@ -210,21 +210,26 @@ LICENSING = Capability("license_usage", "license usage", {Portal.RESELLER: F.LIC
 
 
 def _library_is_the_providers(p: Principal, action: Action) -> bool:
-    # The library's entries are installed by the provider; resellers enable them for
-    # themselves and their companies.
-    if action in {Action.CREATE, Action.DELETE}:
-        return p.organization_kind is OrgKind.PROVIDER and p.company_ids is None
-    return True
+    # The library's entries are installed, edited and removed by the provider; resellers and
+    # companies switch them on and off (PLUGINS).
+    if action is Action.READ:
+        return True
+    return p.organization_kind is OrgKind.PROVIDER and p.company_ids is None
 
 
+PLUGIN_ENTRIES = Capability(
+    "plugin_entry",
+    "the entries of the plugin library",
+    {Portal.RESELLER: F.PLUGIN_LIBRARY},
+    structure=_library_is_the_providers,
+)
 PLUGINS = Capability(
     "plugin",
-    "the plugin library",
+    "plugins switched on and off for organizations",
     {Portal.RESELLER: F.PLUGIN_LIBRARY, Portal.CLIENT: F.CONFIGURATION},
     # Companies switch the library's plugins on and off for themselves (seed 003 lists the
     # plugin library among a company's configuration tasks); the Department Portal has none.
-    actions={Portal.CLIENT: INFO_ONLY},
-    structure=_library_is_the_providers,
+    actions={portal: INFO_ONLY for portal in Portal},
 )
 VEEAM_ONE = Capability(
     "veeam_one",
@@ -331,6 +336,7 @@ ALL: tuple[Capability, ...] = (
     MONITORING,
     BACKUP_REPORTS,
     LICENSING,
+    PLUGIN_ENTRIES,
     PLUGINS,
     VEEAM_ONE,
     *SERVER_CAPABILITIES.values(),

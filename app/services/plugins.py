@@ -28,7 +28,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app.authz import scope
-from app.authz.capabilities import PLUGINS
+from app.authz.capabilities import PLUGIN_ENTRIES, PLUGINS
 from app.authz.matrix import Action
 from app.authz.principal import Principal, Target
 from app.db import connection_name, serialize
@@ -186,7 +186,7 @@ async def _name_free(name: str, exclude: int | None = None) -> None:
 
 async def create(actor: Actor, name: str, version: str, description: str, vendor: str) -> Plugin:
     p = actor.p
-    require(p, PLUGINS, Action.CREATE)
+    require(p, PLUGIN_ENTRIES, Action.CREATE)
     clean_name = _text(name, "name", required=True)
     clean_version = _version(version, required=True)
     clean_description = _text(description, "description", required=False) or ""
@@ -219,9 +219,9 @@ async def update(
     description: str | None = None,
     vendor: str | None = None,
 ) -> Plugin:
-    """Edits an entry: publishing it again, the provider's like creating it (CREATE)."""
+    """Edits an entry of the library (the provider's)."""
     p = actor.p
-    require(p, PLUGINS, Action.CREATE)
+    require(p, PLUGIN_ENTRIES, Action.UPDATE)
     row = await plugin(pk)
     changes = {
         "name": _text(name, "name", required=False),
@@ -251,7 +251,7 @@ async def update(
 
 async def delete(actor: Actor, pk: int) -> Plugin:
     p = actor.p
-    require(p, PLUGINS, Action.DELETE)
+    require(p, PLUGIN_ENTRIES, Action.DELETE)
     row = await plugin(pk)
     async with audited(actor, "pluginDelete", "Plugin", row.id, p.organization_id) as entry:
         await row.delete()  # its activations go with it (ON DELETE CASCADE)

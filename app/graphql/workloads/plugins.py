@@ -10,7 +10,7 @@ from typing import Any
 import strawberry
 from strawberry.dataloader import DataLoader
 
-from app.authz.capabilities import PLUGINS
+from app.authz.capabilities import PLUGIN_ENTRIES, PLUGINS
 from app.authz.matrix import Action
 from app.authz.principal import Principal
 from app.errors import BadInput
@@ -141,11 +141,11 @@ class PluginType(Node):
 
     @strawberry.field(description="True when you may edit the entry (the provider's).")
     def viewer_can_update(self, info: Info) -> bool:
-        return viewer_allows(info, PLUGINS, Action.CREATE)
+        return viewer_allows(info, PLUGIN_ENTRIES, Action.UPDATE)
 
     @strawberry.field(description="True when you may remove the entry (the provider's).")
     def viewer_can_delete(self, info: Info) -> bool:
-        return viewer_allows(info, PLUGINS, Action.DELETE)
+        return viewer_allows(info, PLUGIN_ENTRIES, Action.DELETE)
 
     @strawberry.field(description="True when you may switch it for organizations in your scope.")
     def viewer_can_set_enabled(self, info: Info) -> bool:
@@ -220,7 +220,7 @@ class PluginQuery:
 @strawberry.type
 class PluginMutation:
     @strawberry.mutation(
-        extensions=guard(PLUGINS, Action.CREATE),
+        extensions=guard(PLUGIN_ENTRIES, Action.CREATE),
         description="Adds an entry to the library (the provider's). CONFLICT on a name taken.",
     )
     async def plugin_create(self, info: Info, input: PluginCreateInput) -> PluginType:
@@ -230,8 +230,8 @@ class PluginMutation:
         return PluginType.from_row(row)
 
     @strawberry.mutation(
-        extensions=guard(PLUGINS, Action.CREATE),
-        description="Edits an entry (publishing it again: the provider's, like creating it).",
+        extensions=guard(PLUGIN_ENTRIES, Action.UPDATE),
+        description="Edits an entry of the library (the provider's).",
     )
     async def plugin_update(self, info: Info, input: PluginUpdateInput) -> PluginType:
         row = await plugins.update(
@@ -245,7 +245,7 @@ class PluginMutation:
         return PluginType.from_row(row)
 
     @strawberry.mutation(
-        extensions=guard(PLUGINS, Action.DELETE),
+        extensions=guard(PLUGIN_ENTRIES, Action.DELETE),
         description="Removes an entry from the library, and its switches everywhere.",
     )
     async def plugin_delete(self, info: Info, id: strawberry.ID) -> DeletePayload:
