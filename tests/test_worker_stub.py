@@ -276,7 +276,7 @@ async def test_audit_export_refused_without_logs_permission(worker, world):
     row = await Job.get(id=job.id)
     assert (row.state, row.error) == (
         JobState.FAILED,
-        "the requesting user may not read the audit log",
+        "the requesting user may no longer read the audit log",
     )
 
 

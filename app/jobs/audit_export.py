@@ -21,15 +21,13 @@ from typing import Any
 
 from tortoise.expressions import Q, Subquery
 
-from app.auth.authenticate import build_principal, organization_enabled
 from app.authz.capabilities import AUDIT_LOG
-from app.authz.engine import allows
 from app.authz.matrix import Action, Functionality
 from app.authz.principal import Principal
-from app.errors import TenantryError
 from app.jobs.context import JobContext, JobFailed
 from app.jobs.registry import JobKind, register
-from app.models import AuditEntry, Organization, User
+from app.jobs.requester import requester_principal
+from app.models import AuditEntry, Organization
 from app.services.audit import audit_q
 from app.settings import data_dir
 
@@ -112,24 +110,6 @@ def _append(path: Path, offset: int, data: bytes) -> int:
         return f.tell()
 
 
-async def _principal(ctx: JobContext) -> Principal:
-    user_id = ctx.job.requested_by_id  # type: ignore[attr-defined]
-    user = (
-        await User.filter(id=user_id).select_related("organization__parent__parent").first()
-        if user_id is not None
-        else None
-    )
-    if user is None or not user.enabled or not organization_enabled(user.organization):
-        raise JobFailed("the requesting user no longer exists or is disabled")
-    try:
-        principal = await build_principal(user, "job")
-    except TenantryError as exc:
-        raise JobFailed(exc.message) from None
-    if not allows(principal, AUDIT_LOG, Action.READ):
-        raise JobFailed("the requesting user may not read the audit log")
-    return principal
-
-
 def _entries(principal: Principal, ctx: JobContext) -> Any:
     query = AuditEntry.filter(audit_q(principal))
     org_id = ctx.job.organization_id  # type: ignore[attr-defined]
@@ -148,7 +128,12 @@ def _entries(principal: Principal, ctx: JobContext) -> Any:
 
 
 async def export(ctx: JobContext) -> dict[str, Any]:
-    principal = await _principal(ctx)
+    principal = await requester_principal(
+        ctx.job.requested_by_id,  # type: ignore[attr-defined]
+        AUDIT_LOG,
+        Action.READ,
+        "read the audit log",
+    )
     entries = _entries(principal, ctx)
     path = export_path(ctx.id)
     point = dict(ctx.checkpoint)

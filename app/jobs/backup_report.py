@@ -15,14 +15,12 @@ from typing import Any
 
 from tortoise.functions import Count, Max, Sum
 
-from app.auth.authenticate import build_principal, organization_enabled
 from app.authz.capabilities import BACKUP_REPORTS
-from app.authz.engine import allows
 from app.authz.matrix import Action, Functionality
 from app.authz.principal import Principal
-from app.errors import TenantryError
 from app.jobs.context import JobContext, JobFailed
 from app.jobs.registry import JobKind, register
+from app.jobs.requester import requester_principal
 from app.models import (
     BackupJob,
     BackupJobSession,
@@ -30,30 +28,12 @@ from app.models import (
     ManagedComputer,
     RestorePoint,
     SessionResult,
-    User,
 )
 from app.services.monitoring import rpo_cutoff
 from app.services.workloads import computer_q, restore_point_q, session_q
 from app.settings import get_settings
 
 CHUNK = 1000
-
-
-async def _requester(user_id: int | None) -> Principal:
-    user = (
-        await User.filter(id=user_id).select_related("organization__parent__parent").first()
-        if user_id is not None
-        else None
-    )
-    if user is None or not user.enabled or not organization_enabled(user.organization):
-        raise JobFailed("the requesting user no longer exists or is disabled")
-    try:
-        principal = await build_principal(user, "job")
-    except TenantryError as exc:
-        raise JobFailed(exc.message) from None
-    if not allows(principal, BACKUP_REPORTS, Action.CREATE):
-        raise JobFailed("the requesting user may no longer generate backup reports")
-    return principal
 
 
 def _start(day: date) -> datetime:
@@ -178,7 +158,12 @@ async def generate(ctx: JobContext) -> dict[str, Any]:
         raise JobFailed("the backup report was removed")
     if report.generated_at is not None:
         return {"report_id": report.id, "already": True}
-    principal = await _requester(report.requested_by_id)  # type: ignore[attr-defined]
+    principal = await requester_principal(
+        report.requested_by_id,  # type: ignore[attr-defined]
+        BACKUP_REPORTS,
+        Action.CREATE,
+        "generate backup reports",
+    )
     await ctx.step("aggregate")
     body = await content(
         principal,
