@@ -75,9 +75,11 @@ def sessions_for(
     hour = rng.choice((19, 20, 21, 22, 23))
     speed = rng.uniform(80, 400) * 1024**2  # bytes per second
     change = rng.uniform(0.01, 0.06)
+    # Jobs run every `cadence_days`, each on its own days, so every day has runs.
+    offset = rng.randrange(spec.cadence_days) if spec.cadence_days > 1 else 0
     out: list[dict[str, Any]] = []
     for back in range(days, -1, -1):
-        if back % spec.cadence_days:
+        if (back + offset) % spec.cadence_days:
             continue
         day = midnight - timedelta(days=back)
         started = day + timedelta(

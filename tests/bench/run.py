@@ -12,7 +12,8 @@ times the query in-process through `schema.execute`. Prints a table and writes J
 bench-results/foundation.json (`--quick`: a small tree and short runs, to
 bench-results/foundation-quick.json).
 
-    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|allocations|ingestion|all] [--quick] [--keep]
+    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|allocations|ingestion|workloads|all]
+        [--quick] [--keep]
         [--duration S] [--out PATH] [--jobs-out PATH]
 
 `--suite` picks the benchmarks (default all); `--quick` and `--keep` apply to each, `--out`
@@ -442,7 +443,7 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser = argparse.ArgumentParser(description="Tenantry benchmarks (make bench)")
     parser.add_argument(
         "--suite",
-        choices=["foundation", "jobs", "allocations", "ingestion", "all"],
+        choices=["foundation", "jobs", "allocations", "ingestion", "workloads", "all"],
         default="all",
         help="what to measure",
     )
@@ -492,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         from tests.bench import ingestion
 
         status = ingestion.run(quick=plan.quick, keep=plan.keep) or status
+    if plan.suite in ("workloads", "all"):
+        from tests.bench import workloads
+
+        status = workloads.run(quick=plan.quick, keep=plan.keep) or status
     return status
 
 

@@ -116,12 +116,32 @@ async def seed(url: str, size: TreeSize) -> Seeded:
     orgs: list[tuple] = []
     provider_id = 1
     orgs.append(
-        (provider_id, "PROVIDER", "Bench Provider", None, True, "ops@provider.bench", now, now)
+        (
+            provider_id,
+            "PROVIDER",
+            "Bench Provider",
+            None,
+            True,
+            "ops@provider.bench",
+            now,
+            now,
+            False,
+        )
     )
     reseller_ids = list(range(2, 2 + size.resellers))
     for n, rid in enumerate(reseller_ids, 1):
         orgs.append(
-            (rid, "RESELLER", f"Reseller {n:03d}", provider_id, True, f"r{n}@bench", now, now)
+            (
+                rid,
+                "RESELLER",
+                f"Reseller {n:03d}",
+                provider_id,
+                True,
+                f"r{n}@bench",
+                now,
+                now,
+                False,
+            )
         )
     first_company = 2 + size.resellers
     company_ids = list(range(first_company, first_company + size.companies))
@@ -130,7 +150,17 @@ async def seed(url: str, size: TreeSize) -> Seeded:
         parent = company_parent(n, provider_id, reseller_ids)
         company_parents[cid] = parent
         orgs.append(
-            (cid, "COMPANY", f"Company {n + 1:05d}", parent, True, f"c{n + 1}@bench", now, now)
+            (
+                cid,
+                "COMPANY",
+                f"Company {n + 1:05d}",
+                parent,
+                True,
+                f"c{n + 1}@bench",
+                now,
+                now,
+                False,
+            )
         )
 
     locations: list[tuple] = []
@@ -200,6 +230,7 @@ async def seed(url: str, size: TreeSize) -> Seeded:
                     "email",
                     "created_at",
                     "updated_at",
+                    "baas",
                 ],
             )
             await conn.copy_records_to_table(
