@@ -15,26 +15,36 @@ from app.authz.engine import portal_for
 from app.authz.matrix import RoleScope, load_matrix
 from app.models import (
     AgentEdition,
+    AgentKey,
     AgentPlatform,
     AgentStatus,
     BackupAgent,
     BackupJob,
     BackupJobKind,
     BackupJobSession,
+    BackupReport,
     BackupResource,
     BackupServer,
     CloudRepository,
+    DiscoveryKind,
+    DiscoveryRule,
+    FileRestoreRequest,
+    LicensedProduct,
+    LicenseUsage,
     ManagedComputer,
     Organization,
     OrgKind,
     OsFamily,
+    Plugin,
     RestorePoint,
     ServerKind,
     SessionResult,
+    Severity,
     Subtenant,
     TargetKind,
     TenantAccount,
     TenantAccountType,
+    VeeamOneRecord,
 )
 from app.settings import get_settings
 from tests.factories import World, password_hash
@@ -54,6 +64,15 @@ class Fleet:
     jobs: dict[tuple[str, BackupJobKind, bool], BackupJob] = field(default_factory=dict)
     sessions: dict[str, BackupJobSession] = field(default_factory=dict)  # org → an agent session
     restore_points: dict[str, RestorePoint] = field(default_factory=dict)  # location key → point
+    # Filled by `add_operations` (location key, or "<org>:own" for a Subtenant's computer):
+    agent_keys: dict[str, AgentKey] = field(default_factory=dict)
+    discovery_rules: dict[str, DiscoveryRule] = field(default_factory=dict)
+    veeam_one: dict[str, VeeamOneRecord] = field(default_factory=dict)
+    file_restores: dict[str, FileRestoreRequest] = field(default_factory=dict)
+    # "<org>" (company-wide, asked by nobody) or a world user key (asked by that user)
+    reports: dict[str, BackupReport] = field(default_factory=dict)
+    license_usage: dict[str, LicenseUsage] = field(default_factory=dict)  # org → a row
+    plugins: list[Plugin] = field(default_factory=list)
 
     def computer(self, location_key: str) -> ManagedComputer:
         return self.computers[location_key]
@@ -223,4 +242,81 @@ async def build_fleet(world: World) -> Fleet:
             job.target_subtenant = subtenant
             await job.save()
             await _session(job, subtenant.id)
+    return fleet
+
+
+async def _restore(computer: ManagedComputer, point: RestorePoint) -> FileRestoreRequest:
+    return await FileRestoreRequest.create(
+        company_id=computer.company_id,  # type: ignore[attr-defined]
+        computer=computer,
+        restore_point=point,
+        paths=["/etc/hosts"],
+        destination="/tmp/restored",
+    )
+
+
+async def add_operations(world: World, fleet: Fleet) -> Fleet:
+    """The objects of the console's operations on top of a fleet, for the permission suites:
+    per location an agent key, a discovery rule, a Veeam ONE record and a requested file
+    restore; per Subtenant computer a restore point and a requested file restore; per company
+    a report nobody asked for, one per user limited to locations (asked by them) and a
+    license usage row; one plugin in the library."""
+    for loc_key, computer in fleet.computers.items():
+        org_key = loc_key.split("-", 1)[0]
+        company_id = computer.company_id  # type: ignore[attr-defined]
+        location_id = computer.location_id  # type: ignore[attr-defined]
+        fleet.agent_keys[loc_key] = await AgentKey.create(
+            company_id=company_id,
+            location_id=location_id,
+            name=f"{loc_key} key",
+            prefix=f"f{computer.id:06d}"[:16],
+            key_hash="0" * 64,
+        )
+        fleet.discovery_rules[loc_key] = await DiscoveryRule.create(
+            company_id=company_id,
+            location_id=location_id,
+            name=f"{loc_key} scan",
+            kind=DiscoveryKind.NETWORK_SCAN,
+            ranges=["10.0.0.0/30"],
+        )
+        fleet.veeam_one[loc_key] = await VeeamOneRecord.create(
+            company_id=company_id,
+            location_id=location_id,
+            server=fleet.servers[(org_key, ServerKind.VEEAM_ONE)],
+            uid=f"{loc_key}-v1",
+            object_name=computer.hostname,
+            metric="cpu",
+            value=42.0,
+            severity=Severity.WARNING,
+            recorded_at=NOW,
+        )
+        fleet.file_restores[loc_key] = await _restore(computer, fleet.restore_points[loc_key])
+    for own_key, computer in fleet.subtenant_computers.items():
+        point = await RestorePoint.create(
+            computer=computer,
+            uid=f"{computer.uid}-rp1",
+            company_id=computer.company_id,  # type: ignore[attr-defined]
+            created_at=NOW - timedelta(hours=2),
+            size_bytes=2**30,
+            target_kind=TargetKind.CLOUD,
+        )
+        fleet.restore_points[own_key] = point
+        fleet.file_restores[own_key] = await _restore(computer, point)
+    for org_key, company in world.orgs.items():
+        if company.kind is not OrgKind.COMPANY:
+            continue
+        period = {"period_start": NOW.date().replace(day=1), "period_end": NOW.date()}
+        fleet.reports[org_key] = await BackupReport.create(company=company, **period)
+        for user_key, user in world.users.items():
+            if user.organization_id == company.id and user.scope_restricted:  # type: ignore[attr-defined]
+                fleet.reports[user_key] = await BackupReport.create(
+                    company=company, requested_by=user, **period
+                )
+        fleet.license_usage[org_key] = await LicenseUsage.create(
+            company=company,
+            product=LicensedProduct.AGENT_SERVER,
+            month=NOW.date().replace(day=1),
+            units=2,
+        )
+    fleet.plugins.append(await Plugin.create(name="Fleet plugin", version="1.0"))
     return fleet
