@@ -109,7 +109,9 @@ async def summary(
     out.processed_bytes = int(totals.get("bytes_sum") or 0)
 
     jobs = (
-        await BackupJob.filter(scope.workload_q(p, subtenant="target_subtenant_id"), only)
+        await BackupJob.filter(
+            scope.workload_q(p, subtenant="target_subtenant_id", flat=True), only
+        )
         .annotate(n=Count("id"))
         .group_by("last_result")
         .values("last_result", "n")
@@ -122,7 +124,7 @@ async def summary(
     # statement (an explicit GROUP BY; at most one row per status).
     cutoff = rpo_cutoff(at)
     computers = (
-        await ManagedComputer.filter(scope.workload_q(p), only)
+        await ManagedComputer.filter(scope.workload_q(p, flat=True), only)
         .annotate(
             n=Count("id"),
             protected=Count("id", _filter=rpo_q(RpoStatus.OK, cutoff)),
