@@ -29,11 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tortoise.context import TortoiseContext
-
 from app.auth.authenticate import build_principal
 from app.authz.matrix import Portal, load_matrix
-from app.db import tortoise_config
 from app.models import Organization, OrgKind, User
 from app.models.cloud import (
     HardwarePlan,
@@ -46,8 +43,8 @@ from app.models.cloud import (
 )
 from app.services import allocations
 from app.services.actor import Actor
-from app.settings import Settings, override_settings
-from tests.bench.seed_large import apply_schema, database_url, drop_database, recreate_database
+from tests.bench.fresh_db import fresh_database, orm
+from tests.bench.seed_large import apply_schema
 
 DB_NAME = "tenantry_bench_alloc"
 CONCURRENCY = 50
@@ -199,21 +196,10 @@ async def measure(size: Size) -> dict[str, Any]:
 
 async def _run(quick: bool, keep: bool) -> dict[str, Any]:
     size = QUICK if quick else FULL
-    await recreate_database(DB_NAME)
-    url = database_url(DB_NAME) + f"?maxsize={CONCURRENCY}"
-    try:
+    async with fresh_database(DB_NAME, keep, f"?maxsize={CONCURRENCY}") as url:
         await apply_schema(url)
-        settings = Settings(database_url=url, seed_demo=False)
-        override_settings(settings)
-        async with TortoiseContext() as ctx:
-            await ctx.init(config=tortoise_config(settings), _enable_global_fallback=True)
-            try:
-                return await measure(size)
-            finally:
-                await ctx.close_connections()
-    finally:
-        if not keep:
-            await drop_database(DB_NAME)
+        async with orm(url):
+            return await measure(size)
 
 
 def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int:

@@ -32,15 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tortoise.context import TortoiseContext
 from tortoise.functions import Sum
 
 from app.auth.tokens import digest
-from app.db import tortoise_config
 from app.models import AgentKey, BackupJobSession, Location, Organization, OrgKind, SessionRollup
 from app.services.agent_keys import new_agent_key
-from app.settings import Settings, override_settings
-from tests.bench.seed_large import apply_schema, database_url, drop_database, recreate_database
+from tests.bench.fresh_db import fresh_database, orm
+from tests.bench.seed_large import apply_schema
 
 DB_NAME = "tenantry_bench_ingest"
 BATCH = 1_000
@@ -207,21 +205,10 @@ async def measure(quick: bool) -> dict[str, Any]:
 
 
 async def _run(quick: bool, keep: bool) -> dict[str, Any]:
-    await recreate_database(DB_NAME)
-    url = database_url(DB_NAME) + f"?maxsize={PARALLEL * 2}"
-    try:
+    async with fresh_database(DB_NAME, keep, f"?maxsize={PARALLEL * 2}") as url:
         await apply_schema(url)
-        settings = Settings(database_url=url, seed_demo=False)
-        override_settings(settings)
-        async with TortoiseContext() as ctx:
-            await ctx.init(config=tortoise_config(settings), _enable_global_fallback=True)
-            try:
-                return await measure(quick)
-            finally:
-                await ctx.close_connections()
-    finally:
-        if not keep:
-            await drop_database(DB_NAME)
+        async with orm(url):
+            return await measure(quick)
 
 
 def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int:

@@ -40,12 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from tortoise.context import TortoiseContext
 
-from app.db import tortoise_config
-from app.settings import Settings, override_settings
+from tests.bench.fresh_db import fresh_database, orm
 from tests.bench.loadgen import percentile
-from tests.bench.seed_large import TreeSize, database_url, drop_database, recreate_database, seed
+from tests.bench.seed_large import TreeSize, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 DB_NAME = "tenantry_bench_workloads"
@@ -261,25 +259,14 @@ async def _bench(size: Size, url: str) -> dict[str, Any]:
 
 async def _run(quick: bool, keep: bool) -> dict[str, Any]:
     size = QUICK if quick else FULL
-    await recreate_database(DB_NAME)
-    url = database_url(DB_NAME)
-    try:
+    async with fresh_database(DB_NAME, keep) as url:
         t0 = time.perf_counter()
         seeded = await seed(url, size.tree)
         tree_seconds = time.perf_counter() - t0
-        settings = Settings(database_url=url, seed_demo=False)
-        override_settings(settings)
-        async with TortoiseContext() as ctx:
-            await ctx.init(config=tortoise_config(settings), _enable_global_fallback=True)
-            try:
-                out = await _bench(size, url)
-            finally:
-                await ctx.close_connections()
+        async with orm(url):
+            out = await _bench(size, url)
         out["tree"] = {**seeded.counts, "seconds": round(tree_seconds, 2)}
         return out
-    finally:
-        if not keep:
-            await drop_database(DB_NAME)
 
 
 def report(data: dict[str, Any]) -> None:
