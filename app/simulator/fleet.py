@@ -22,21 +22,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from app.services.ingest_records import LISTS
 from app.simulator import history
 from app.simulator.names import company_prefix, computer_identity, server_name
 
 Record = dict[str, Any]
 
-BATCH_LISTS = (
-    "computers",
-    "agents",
-    "servers",
-    "jobs",
-    "sessions",
-    "restorePoints",
-    "heartbeats",
-    "veeamOne",
-)
+# The lists of an ingestion batch a fleet fills (acknowledgements are the console's business).
+BATCH_LISTS = tuple(name for name in LISTS if name != "acks")
 # A company with at least this many computers runs its own Veeam Backup & Replication server.
 VBR_THRESHOLD = 20
 GB = 1024**3
