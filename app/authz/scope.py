@@ -69,11 +69,17 @@ def user_q(p: Principal) -> Q:
 
 def job_q(p: Principal) -> Q:
     """Jobs the principal may see: of an organization in scope, and of a functionality whose
-    matrix cell lets the principal read. (Jobs of no organization are the platform's own.)"""
-    from app.authz.matrix import Action
+    matrix cell lets the principal read. (Jobs of no organization are the platform's own.)
+    A job belongs to a company, not to a location or a computer (a file restore, a discovery
+    run, a report of any of its locations): a principal limited to locations or to their own
+    computers sees only the jobs they started."""
+    from app.authz.matrix import Action, RoleScope
 
     readable = [f.value for f, cell in p.grants.items() if Action.READ in cell.actions]
-    return org_q(p, "organization") & _q(functionality__in=readable)
+    q = org_q(p, "organization") & _q(functionality__in=readable)
+    if p.location_ids is not None or p.scope_kind is RoleScope.OWN_COMPUTERS:
+        q &= _q(requested_by_id=p.user_id)
+    return q
 
 
 def tenant_account_q(p: Principal, path: str = "") -> Q:
@@ -97,7 +103,7 @@ def workload_q(
     p: Principal,
     company: str = "company_id",
     location: str = "location_id",
-    subtenant: str = "subtenant_id",
+    subtenant: str | None = "subtenant_id",
     *,
     flat: bool = False,
 ) -> Q:
@@ -105,7 +111,9 @@ def workload_q(
     scope: the company in the principal's tree, the principal's locations when the role is
     limited to locations, and the principal's own computers when the role's scope is
     `own_computers` (a Subtenant: computers backing up to the Subtenant's cloud account).
-    Each argument is the field path to that id on the queried model. `flat`: the row holds
+    Each argument is the field path to that id on the queried model; `subtenant=None`: rows
+    tied to no computer (servers, discovery rules, reports), outside an own-computers scope.
+    `flat`: the row holds
     the company id as a plain integer (sessions, rollups), so the companies in scope are a
     subquery rather than a join."""
     from app.authz.matrix import RoleScope
@@ -118,9 +126,19 @@ def workload_q(
         q = company_q(p, company[: -len("_id")] if company.endswith("_id") else company)
     if p.location_ids is not None:
         q &= _q(**{f"{location}__in": list(p.location_ids)})
-    if p.scope_kind is RoleScope.OWN_COMPUTERS:
+    if subtenant is None:
+        q &= untied_rows_q(p)
+    elif p.scope_kind is RoleScope.OWN_COMPUTERS:
         q &= _q(**{f"{subtenant}__in": own_subtenants(p)})
     return q
+
+
+def untied_rows_q(p: Principal) -> Q:
+    """Workload rows tied to no computer (servers, discovery rules, reports): none for a
+    principal whose role's scope is its own computers, all (as far as the tree goes) else."""
+    from app.authz.matrix import RoleScope
+
+    return _q(id__in=[]) if p.scope_kind is RoleScope.OWN_COMPUTERS else Q()
 
 
 def backup_job_q(p: Principal, kind: str = "kind", assigned: str = "assigned_by_provider") -> Q:

@@ -17,7 +17,7 @@ from tortoise.expressions import Q, Subquery
 
 from app.authz import scope
 from app.authz.capabilities import BACKUP_REPORTS
-from app.authz.matrix import Action, RoleScope
+from app.authz.matrix import Action
 from app.authz.principal import Principal, Target
 from app.errors import BadInput, Conflict, NotFound
 from app.models import BackupReport, Job, JobState, Organization
@@ -39,9 +39,7 @@ UNLINKED_GRACE = timedelta(minutes=5)
 def report_q(p: Principal) -> Q:
     """Reports of the companies in scope; a principal limited to locations reads only their
     own (a company-wide report would show other locations), a Subtenant none."""
-    if p.scope_kind is RoleScope.OWN_COMPUTERS:
-        return Q(id__in=[])
-    q = scope.company_q(p, "company")
+    q = scope.company_q(p, "company") & scope.untied_rows_q(p)
     if p.location_ids is not None:
         q &= Q(requested_by_id=p.user_id)
     return q

@@ -19,7 +19,7 @@ from tortoise.expressions import Q
 
 from app.authz import scope
 from app.authz.capabilities import DISCOVERY_RULES
-from app.authz.matrix import Action, RoleScope
+from app.authz.matrix import Action
 from app.authz.principal import Principal, Target
 from app.errors import BadInput, Conflict, NotFound
 from app.integrations.backup_agents import ipv4_range
@@ -41,9 +41,7 @@ NAME_MAX = 200
 def rule_q(p: Principal) -> Q:
     """Rules of the companies and locations in scope. A rule scans for a whole location, so a
     principal limited to their own computers (a Subtenant) has none."""
-    if p.scope_kind is RoleScope.OWN_COMPUTERS:
-        return Q(id__in=[])
-    return scope.workload_q(p)  # (its Subtenant filter applies to own_computers only)
+    return scope.workload_q(p, subtenant=None)
 
 
 async def rule_in_scope(p: Principal, pk: int) -> DiscoveryRule:

@@ -14,7 +14,7 @@ from typing import Any
 from tortoise.expressions import Q, Subquery
 
 from app.authz import capabilities, engine, scope
-from app.authz.matrix import Action, RoleScope
+from app.authz.matrix import Action
 from app.authz.principal import Principal
 from app.errors import Forbidden, NotFound
 from app.models.backups import BackupJob, BackupJobSession, RestorePoint
@@ -60,9 +60,9 @@ def server_q(p: Principal) -> Q:
     """Servers of a kind the principal may read, in scope. Servers back up no Subtenant's
     computers: a principal limited to their own computers has none."""
     kinds = readable_server_kinds(p)
-    if not kinds or p.scope_kind is RoleScope.OWN_COMPUTERS:
+    if not kinds:
         return NOTHING
-    return scope.workload_q(p, subtenant="id") & Q(kind__in=kinds)
+    return scope.workload_q(p, subtenant=None) & Q(kind__in=kinds)
 
 
 def readable_job_kinds(p: Principal) -> list[tuple[str, bool]]:
