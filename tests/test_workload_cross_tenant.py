@@ -103,7 +103,28 @@ async def foreign(scene: Scene, fleet: Fleet, key: str) -> Foreign:
         RestorePoint=fleet.restore_points[key].id,
         FileRestoreRequest=fleet.file_restores[key].id,
     )
+    # Background jobs the company's owner started about these objects: they belong to the
+    # company, not to the location or computer, and stay out of a narrower principal's sight.
+    owner = scene.world.user(org_key, "Company Owner")
+    f.ids["Job"] = (
+        await Job.create(
+            kind="file_restore.run",
+            functionality="FILE_LEVEL_RESTORE",
+            organization=company,
+            requested_by=owner,
+            params={"restore_id": f.ids["FileRestoreRequest"]},
+        )
+    ).id
     if not own:
+        f.ids["Job:discovery"] = (
+            await Job.create(
+                kind="discovery.run",
+                functionality="DISCOVERY_RULES",
+                organization=company,
+                requested_by=owner,
+                params={"rule_id": fleet.discovery_rules[key].id},
+            )
+        ).id
         f.ids.update(
             Location=computer.location_id,  # type: ignore[attr-defined]
             DiscoveryRule=fleet.discovery_rules[key].id,
@@ -126,7 +147,7 @@ async def foreign(scene: Scene, fleet: Fleet, key: str) -> Foreign:
 @dataclass(frozen=True)
 class Attempt:
     name: str
-    family: tuple[Capability, ...]  # the field guard: any of these allows the action
+    family: tuple[Capability, ...]  # the field guard: any of these allows; () none (jobs)
     action: Action
     document: str
     variables: Callable[[Foreign], dict[str, Any]]
@@ -213,6 +234,13 @@ def reads() -> list[Attempt]:
                 having(key),
             )
         )
+    for key in ("Job", "Job:discovery"):
+        job = lambda f, k=key: {"id": to_global_id("Job", f.ids[k])}  # noqa: E731
+        out += [
+            Attempt(f"job@{key}", (), Action.READ, _q("job"), job, having(key)),
+            Attempt(f"node(Job)@{key}", (), Action.READ, _q("node"), job, having(key)),
+            Attempt(f"jobCancel@{key}", (), Action.UPDATE, _m("jobCancel"), job, having(key)),
+        ]
     out.append(
         Attempt(
             "restorePoints",
@@ -478,7 +506,9 @@ async def test_other_tenants_workloads_are_not_found(
         for attempt in ATTEMPTS:
             if not attempt.applies(f):
                 continue
-            allowed = any(engine.allows(p, cap, attempt.action) for cap in attempt.family)
+            allowed = not attempt.family or any(
+                engine.allows(p, cap, attempt.action) for cap in attempt.family
+            )
             expected = "NOT_FOUND" if allowed else "FORBIDDEN"
             before = await snapshot()
             body = await gql(attempt.document, attempt.variables(f), token=scene.token)
@@ -487,7 +517,39 @@ async def test_other_tenants_workloads_are_not_found(
                 assert [e["extensions"]["code"] for e in body.get("errors", [])] == [expected], body
                 assert (body.get("data") or {}).get(attempt.field) is None, body
                 assert await snapshot() == before, "the database changed"
+        # Nor in any list: the foreign objects' ids appear nowhere the principal can read.
+        listed = await lists(gql, scene.token)
+        for type_name, pk in f.ids.items():
+            with subtests.test(msg=f"{principal}/{key}/lists/{type_name}"):
+                assert to_global_id(type_name.split(":")[0], pk) not in listed
     assert ran >= 40, ran
+
+
+LISTS = (
+    "{ jobs(first: 500) { nodes { id } } }",
+    "{ managedComputers(first: 500) { nodes { id } } }",
+    "{ backupAgents(first: 500) { nodes { id } } }",
+    "{ backupServers(first: 500) { nodes { id } } }",
+    "{ backupJobs(first: 500) { nodes { id } } }",
+    "{ backupJobSessions(first: 500) { nodes { id } } }",
+    "{ agentKeys(first: 500) { nodes { id } } }",
+    "{ discoveryRules(first: 500) { nodes { id } } }",
+    "{ fileRestores(first: 500) { nodes { id } } }",
+    "{ backupReports(first: 500) { nodes { id } } }",
+    "{ veeamOneRecords(first: 500) { nodes { id } } }",
+    "{ protectedComputers(first: 500) { nodes { id: computerId } } }",
+)
+
+
+async def lists(gql: Any, token: str) -> set[str]:
+    """Every id of every workload list the principal may read (refused lists: none)."""
+    ids: set[str] = set()
+    for document in LISTS:
+        body = await gql(document, token=token)
+        for connection in (body.get("data") or {}).values():
+            if connection is not None:
+                ids |= {n["id"] for n in connection["nodes"]}
+    return ids
 
 
 def test_the_table_mostly_reaches_the_object() -> None:
