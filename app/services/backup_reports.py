@@ -1,10 +1,11 @@
 """Backup reports: per company and period, generated in the background
 (`backup_report.generate`, app/jobs/backup_report.py) and kept until removed.
 
-One generation in flight per company and period: asking again while one is queued or running
-returns that report (the company's row is locked while deciding, so two requests racing make
-one). A report covers what its requester may see (a Location Administrator's report covers
-their locations), and a principal limited to locations reads only the reports they asked for.
+One generation in flight per requester, company and period: asking again while one is queued
+or running returns that report (the company's row is locked while deciding, so two requests
+racing make one). A report covers what its requester may see (a Location Administrator's
+report covers their locations), so another user's report in flight is never handed out, and a
+principal limited to locations reads only the reports they asked for.
 
 Permission: BACKUP_REPORTS (created and deleted; a report's content is never edited).
 """
@@ -79,7 +80,7 @@ def in_flight_q(now: datetime) -> Q:
 async def generate(
     actor: Actor, company_id: int, period_start: date, period_end: date
 ) -> tuple[BackupReport, bool]:
-    """The report being generated for the company and period, or a new one (True)."""
+    """The report the caller is generating for the company and period, or a new one (True)."""
     p = actor.p
     require(p, BACKUP_REPORTS, Action.CREATE)
     try:
@@ -99,6 +100,8 @@ async def generate(
                 company_id=company.id,
                 period_start=start,
                 period_end=end,
+                # A report covers what its requester sees: another's is not this one.
+                requested_by_id=p.user_id,
             )
             .order_by("id")
             .first()
