@@ -567,3 +567,32 @@ def test_the_table_mostly_reaches_the_object() -> None:
             a.name for a in ATTEMPTS if any(engine.allows(p, cap, a.action) for cap in a.family)
         ]
         assert len(reaching) >= 5, (key, reaching)
+
+
+GENERATE = (
+    "mutation($input: BackupReportGenerateInput!) { backupReportGenerate(input: $input) "
+    "{ created report { id } } }"
+)
+
+
+@pytest.mark.usefixtures("no_broker")
+async def test_a_report_in_flight_is_never_handed_to_another_requester(world: World, gql) -> None:
+    """A report covers what its requester sees: the owner's company-wide report in flight is
+    not what an A1-East Location Administrator gets (they could not even read it), nor the
+    other way round; the same requester asking again gets the same report."""
+    ask = {
+        "input": {
+            "companyId": org_gid(world.orgs["A1"]),
+            "periodStart": "2026-10-01",
+            "periodEnd": "2026-10-31",
+        }
+    }
+    made: dict[str, str] = {}
+    for key in ("A1:Company Owner", A1_LOCATION_ADMIN, "A1:Company Owner", A1_LOCATION_ADMIN):
+        body = await gql(GENERATE, ask, token=world.tokens[key])
+        answer = body["data"]["backupReportGenerate"]
+        assert answer["created"] is (key not in made), (key, body)
+        assert made.setdefault(key, answer["report"]["id"]) == answer["report"]["id"]
+        one = await gql(_q("backupReport"), {"id": answer["report"]["id"]}, token=world.tokens[key])
+        assert one["data"]["backupReport"] == {"id": answer["report"]["id"]}, one
+    assert len(set(made.values())) == 2
