@@ -313,6 +313,23 @@ def backup_server(kind: str) -> Capability:
     return SERVER_CAPABILITIES[str(kind)]
 
 
+# Cloud failover plans (the failover issue): the Failover plans row of each matrix.
+FAILOVER_PLANS = Capability("failover_plan", "cloud failover plans", _everywhere(F.FAILOVER_PLANS))
+FAILOVER_SESSIONS = Capability(
+    "failover_session",
+    "failover plan runs (start, test, undo, retry) and their logs",
+    _everywhere(F.FAILOVER_PLANS),
+    # CREATE starts a run, UPDATE cancels one; runs are never edited or removed.
+    actions={portal: frozenset({Action.READ, Action.CREATE, Action.UPDATE}) for portal in Portal},
+)
+FAILOVER_SCRIPTS = Capability(
+    "failover_script",
+    "pre- and post-failover scripts",
+    # Seed 000: the provider runs the plans on the cloud host; tenants cannot add scripts.
+    {Portal.RESELLER: F.FAILOVER_PLANS},
+)
+
+
 ALL: tuple[Capability, ...] = (
     PROVIDER,
     RESELLERS,
@@ -339,6 +356,9 @@ ALL: tuple[Capability, ...] = (
     PLUGIN_ENTRIES,
     PLUGINS,
     VEEAM_ONE,
+    FAILOVER_PLANS,
+    FAILOVER_SESSIONS,
+    FAILOVER_SCRIPTS,
     *SERVER_CAPABILITIES.values(),
     *BACKUP_JOBS.values(),
     *BACKUP_JOB_SETTINGS.values(),
