@@ -27,6 +27,7 @@ from app.graphql.cloud.tenants import TenantMutation, TenantQuery
 from app.graphql.common import Node, resolve_node
 from app.graphql.context import Context
 from app.graphql.errors import ErrorCodes, shape_errors
+from app.graphql.failover.plans import FailoverPlanMutation, FailoverPlanQuery
 from app.graphql.identity.mutations import IdentityMutation
 from app.graphql.identity.queries import IdentityQuery
 from app.graphql.identity.types import UserType
@@ -94,6 +95,7 @@ Query = merge_types(
         DiscoveryQuery,
         FileRestoreQuery,
         BackupReportQuery,
+        FailoverPlanQuery,
     ),
 )
 Mutation = merge_types(
@@ -115,6 +117,7 @@ Mutation = merge_types(
         DiscoveryMutation,
         FileRestoreMutation,
         BackupReportMutation,
+        FailoverPlanMutation,
     ),
 )
 Subscription = merge_types("Subscription", (JobSubscription,))

@@ -1,0 +1,1 @@
+"""GraphQL for cloud failover plans and their runs."""
