@@ -48,13 +48,21 @@ def by_key(items: list[dict[str, Any]], key: str) -> dict[str, int]:
 
 
 async def rollup(
-    world, org: str, location: str, day: date, s: int, w: int, f: int, sub: int = 0
+    world,
+    org: str,
+    location: str,
+    day: date,
+    s: int,
+    w: int,
+    f: int,
+    sub: int = 0,
+    functionality: str = "BACKUP_AGENTS",
 ) -> None:
     await SessionRollup.create(
         company_id=world.orgs[org].id,
         location_id=world.locations[location].id,
         subtenant_id=sub,
-        functionality="BACKUP_AGENTS",
+        functionality=functionality,
         day=day,
         success=s,
         warning=w,
@@ -215,6 +223,28 @@ async def test_department_portal(db, gql, use_settings) -> None:
     assert sessions(body) == (4, 3, 2)
     body = await gql(SUMMARY, PERIOD, token=world.token("A1", "Chargeback Auditor"))
     assert code(body) == "FORBIDDEN"
+
+
+async def test_products_without_a_row_are_not_counted(db, gql, use_settings) -> None:
+    """The Department Portal has no Public Clouds or Microsoft 365 rows: their sessions and
+    jobs stay out of a department's summary; the provider's staff count them."""
+    use_settings(edition="enterprise")
+    world = await build_world()
+    await build_fleet(world)
+    await rollup(world, "A1", "A1-Default", DAY, 1, 1, 1)
+    await rollup(world, "A1", "A1-Default", DAY, 50, 0, 0, functionality="PUBLIC_CLOUDS")
+    await rollup(world, "A1", "A1-Default", DAY, 0, 0, 70, functionality="MICROSOFT_365")
+    body = await gql(SUMMARY, PERIOD, token=world.token("A1", "Department Owner"))
+    assert sessions(body) == (1, 1, 1)
+    # A1's jobs: an agent job per location (2), the provider-assigned agent job, the
+    # Subtenant's, and the VBR backup, copy and replication jobs: 4 + 3 = 7 for the department.
+    jobs = sum(j["count"] for j in body["data"]["monitoringSummary"]["jobsByLastResult"])
+    assert jobs == 7
+    company = {"companyId": to_global_id("Company", world.orgs["A1"].id)}
+    body = await gql(SUMMARY, {**PERIOD, **company}, token=world.token(*GA))
+    assert sessions(body) == (51, 1, 71)
+    jobs = sum(j["count"] for j in body["data"]["monitoringSummary"]["jobsByLastResult"])
+    assert jobs == 9  # and the Public Clouds policy and the Microsoft 365 job
 
 
 async def test_aggregates_only(world, fleet, gql) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from tortoise.expressions import Q
 from tortoise.functions import Count, Sum
 
-from app.authz import scope
+from app.authz import capabilities, scope
 from app.authz.principal import Principal
 from app.errors import BadInput, NotFound
 from app.models.backups import BackupJob, SessionResult, SessionRollup
@@ -90,8 +90,19 @@ async def summary(
     only = await company_filter(p, company_id)
     out = Summary()
 
+    # Only the products whose jobs the principal may read (the Department Portal has no
+    # Public Clouds or Microsoft 365 rows: those sessions and jobs are not its to count).
+    products = sorted(
+        {capabilities.JOB_FUNCTIONALITY[kind].value for kind, _ in workloads.readable_job_kinds(p)}
+    )
     rollups = await (
-        SessionRollup.filter(workloads.flat_workload_q(p), only, day__gte=start, day__lte=end)
+        SessionRollup.filter(
+            workloads.flat_workload_q(p),
+            only,
+            day__gte=start,
+            day__lte=end,
+            functionality__in=products,
+        )
         .annotate(
             success_sum=Sum("success"),
             warning_sum=Sum("warning"),
@@ -110,7 +121,9 @@ async def summary(
 
     jobs = (
         await BackupJob.filter(
-            scope.workload_q(p, subtenant="target_subtenant_id", flat=True), only
+            scope.workload_q(p, subtenant="target_subtenant_id", flat=True),
+            scope.backup_job_q(p),
+            only,
         )
         .annotate(n=Count("id"))
         .group_by("last_result")
