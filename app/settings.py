@@ -101,6 +101,13 @@ class Settings:
     # The sweep that starts scheduled discovery rules when due: off in Settings built by code
     # (tests), every minute from load_settings unless TENANTRY_SCHEDULE_DISCOVERY="".
     schedule_discovery: str = ""
+    # Hypervisor (app.integrations.hypervisor) for failover plans: the driver, and the
+    # simulator's boot time, failure rate (by seed) and the VM names (fnmatch) it fails.
+    hypervisor_driver: str = "simulator"
+    hv_sim_boot_seconds: float = 0.05
+    hv_sim_fail_rate: float = 0.0
+    hv_sim_seed: int = 0
+    hv_sim_fail_pattern: str = "*-fail"
 
     @property
     def is_production(self) -> bool:
@@ -214,6 +221,17 @@ def load_settings() -> Settings:
             "TENANTRY_AGENT_SIM_FAIL_PATTERN", Settings.agent_sim_fail_pattern
         ),
         schedule_discovery=os.environ.get("TENANTRY_SCHEDULE_DISCOVERY", "* * * * *"),
+        hypervisor_driver=os.environ.get("TENANTRY_HYPERVISOR_DRIVER", Settings.hypervisor_driver),
+        hv_sim_boot_seconds=float(
+            os.environ.get("TENANTRY_HV_SIM_BOOT_SECONDS", Settings.hv_sim_boot_seconds)
+        ),
+        hv_sim_fail_rate=float(
+            os.environ.get("TENANTRY_HV_SIM_FAIL_RATE", Settings.hv_sim_fail_rate)
+        ),
+        hv_sim_seed=_int("TENANTRY_HV_SIM_SEED", Settings.hv_sim_seed),
+        hv_sim_fail_pattern=os.environ.get(
+            "TENANTRY_HV_SIM_FAIL_PATTERN", Settings.hv_sim_fail_pattern
+        ),
     )
     settings.validate()
     return settings

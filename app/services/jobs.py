@@ -97,9 +97,12 @@ async def create(
     organization: Organization | None,
     params: dict[str, Any] | None = None,
     dedup_key: str | None = None,
+    send: bool = True,
 ) -> tuple[Job, bool]:
     """A new QUEUED job, sent to the broker after its row is committed. With `dedup_key`, a
-    second call returns the existing job (False) instead of creating another."""
+    second call returns the existing job (False) instead of creating another. With
+    `send=False` (the row created inside the caller's transaction), the caller sends it with
+    `dispatch(job.id)` once committed; until then the recovery sweep would."""
     try:
         kind = registry.get(kind_name)
     except KeyError as exc:
@@ -133,8 +136,9 @@ async def create(
         if existing is None:
             raise
         return existing, False
-    await dispatch(job.id)
-    await _publish(job.id)
+    if send:
+        await dispatch(job.id)
+        await _publish(job.id)
     return job, True
 
 
