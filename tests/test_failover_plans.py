@@ -247,7 +247,7 @@ async def test_tenant_account_of_the_plan_must_be_the_companys(world, gql) -> No
         {"input": {"companyId": gid("Company", world.orgs["B1"].id), "name": "p"}},
         token=world.token(*OWNER),
     )
-    assert code(body) == "NOT_FOUND"
+    assert error(body) == ("NOT_FOUND", "input.companyId")
     assert await FailoverPlan.all().count() == 0
 
 

@@ -44,7 +44,6 @@ from app.models.tenancy import OrgKind
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.guards import require
-from app.services.tenancy import org_in_scope
 from app.services.tenant_accounts import active_q
 
 MAX_VMS = 2000
@@ -137,7 +136,12 @@ async def create(
 ) -> FailoverPlan:
     p = actor.p
     require(p, FAILOVER_PLANS, Action.CREATE)
-    company = await org_in_scope(p, company_id, OrgKind.COMPANY)
+    # A company whose plans the principal sees (none in an own-computers scope).
+    company = await Organization.filter(
+        scope.company_q(p), scope.untied_rows_q(p), id=company_id
+    ).first()
+    if company is None:
+        raise NotFound("company", field="input.companyId")
     require(p, FAILOVER_PLANS, Action.CREATE, company_target(company.id))
     name = _text(name, "input.name", 200, required=True)
     description = _text(description, "input.description", 1000, required=False)
