@@ -712,3 +712,26 @@ async def test_the_same_replica_into_two_plans_at_once(world) -> None:
         ) == [winner.id]
         # The loser's list stayed as it was (empty): its own replica was not inserted either.
         assert await FailoverPlanVm.filter(plan_id=loser.id).count() == 0
+
+
+async def test_a_thousand_vms_are_set_in_a_constant_number_of_statements(world) -> None:
+    account = await make_account(world, "A1")
+    await VmReplica.bulk_create(
+        [
+            VmReplica(
+                tenant_account=account, name=f"vm{i:04}", source_vm="s", restore_points=POINTS
+            )
+            for i in range(1000)
+        ]
+    )
+    ids = await VmReplica.all().order_by("-id").values_list("id", flat=True)
+    plan = await make_plan(world.orgs["A1"])
+    actor = Actor(await principal_for_bearer(world.token(*OWNER)))
+    with count_queries() as queries:
+        await failover_plans.set_vms(actor, plan.id, [VmInput(r, i % 7) for i, r in enumerate(ids)])
+    # Two reads of the plan, the replicas, the other plans, the delete, two insert batches,
+    # the audit entry.
+    assert queries.count <= 9, str(queries)
+    stored = await plan_vm_ids(plan)
+    assert stored == [(r, i, i % 7) for i, r in enumerate(ids)]
+    assert await failover_plans.readiness(plan) == []
