@@ -83,6 +83,8 @@ def _start(namespace: str, lease_seconds: int) -> subprocess.Popen[bytes]:
         "TENANTRY_SEED_DEMO": "0",
         "TENANTRY_SCHEDULE_RECOVERY": "",
         "TENANTRY_SCHEDULE_PURGE": "",
+        "TENANTRY_SCHEDULE_LICENSING": "",
+        "TENANTRY_SCHEDULE_DISCOVERY": "",
         "TENANTRY_SCHEDULES": f"ping|* * * * * *|{KIND}",
         "TENANTRY_SCHEDULER_LEASE": str(lease_seconds),
     }
