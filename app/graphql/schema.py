@@ -28,6 +28,11 @@ from app.graphql.common import Node, resolve_node
 from app.graphql.context import Context
 from app.graphql.errors import ErrorCodes, shape_errors
 from app.graphql.failover.plans import FailoverPlanMutation, FailoverPlanQuery
+from app.graphql.failover.sessions import (
+    FailoverSessionMutation,
+    FailoverSessionQuery,
+    FailoverSessionSubscription,
+)
 from app.graphql.identity.mutations import IdentityMutation
 from app.graphql.identity.queries import IdentityQuery
 from app.graphql.identity.types import UserType
@@ -96,6 +101,7 @@ Query = merge_types(
         FileRestoreQuery,
         BackupReportQuery,
         FailoverPlanQuery,
+        FailoverSessionQuery,
     ),
 )
 Mutation = merge_types(
@@ -118,9 +124,10 @@ Mutation = merge_types(
         FileRestoreMutation,
         BackupReportMutation,
         FailoverPlanMutation,
+        FailoverSessionMutation,
     ),
 )
-Subscription = merge_types("Subscription", (JobSubscription,))
+Subscription = merge_types("Subscription", (JobSubscription, FailoverSessionSubscription))
 
 
 # Guarded query fields are nullable: a field the viewer may not read, or an object outside

@@ -59,7 +59,7 @@ from app.services import events, jobs
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.failover_executor import finish, select_point, session_channel
-from app.services.failover_plans import plan_in_scope, plan_q, plan_target
+from app.services.failover_plans import plan_in_scope, plan_q, plan_target, readiness
 from app.services.guards import require
 
 RUN_KIND = "failover.run"
@@ -107,20 +107,7 @@ def _point_in_time(choice: PointChoice, at: datetime | None) -> datetime | None:
     return at.astimezone(UTC)
 
 
-# --- readiness -------------------------------------------------------------------------------
-
-
-async def _readiness(plan: FailoverPlan) -> list[str]:
-    from app.services import failover_plans
-
-    check = getattr(failover_plans, "readiness", None)
-    if check is not None:
-        return list(await check(plan))
-    # Until the plan editor's check lands: at least one VM, each replicated once.
-    vms = await FailoverPlanVm.filter(plan_id=plan.id).select_related("replica")
-    if not vms:
-        return ["the plan has no VMs"]
-    return [f"{v.replica.name} has no restore point" for v in vms if not v.replica.restore_points]
+# --- retry -----------------------------------------------------------------------------------
 
 
 async def _up_replicas(plan: FailoverPlan) -> set[int]:
@@ -226,11 +213,12 @@ async def start(
                 f"the plan is {plan.state.value}: a {kind.value.lower()} starts from"
                 f" {' or '.join(sorted(s.value for s in sources))}"
             )
-        if kind is not SessionKind.UNDO:
-            reasons = await _readiness(plan)
+        if kind in (SessionKind.FAILOVER, SessionKind.TEST):
+            reasons = await readiness(plan)
             if reasons:
                 raise Conflict("the plan is not ready: " + "; ".join(reasons), reasons=reasons)
-        await _check_company(plan)
+        elif kind is SessionKind.RETRY:  # its replicas are partly failed over already
+            await _check_company(plan)
         at = _point_in_time(point_choice, point_in_time) if kind is not SessionKind.UNDO else None
         vms = await FailoverPlanVm.filter(plan_id=plan.id).select_related("replica")
         vms.sort(key=lambda v: v.position)

@@ -202,6 +202,12 @@ async def set_organization_enabled(
                     account_id, "organization disabled", actor
                 )
             entry.details["remoteSessionsClosed"] = closed
+            # Their running failover work ends too (at the next step boundary).
+            from app.services import failover_runs
+
+            entry.details.update(
+                await failover_runs.terminate("organization disabled", company_ids=subtree)
+            )
     return org
 
 

@@ -348,6 +348,13 @@ async def set_enabled(actor: Actor, account_id: int, enabled: bool) -> TenantAcc
             entry.details["remoteSessionsClosed"] = await close_remote_sessions(
                 actor, account, "tenant account disabled"
             )
+            from app.services import failover_runs  # imported here, like remote
+
+            entry.details.update(
+                await failover_runs.terminate(
+                    "tenant account disabled", tenant_account_id=account.id
+                )
+            )
     return account
 
 
