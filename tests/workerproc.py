@@ -32,7 +32,14 @@ def redis_url_with_db(url: str, db: int) -> str:
 
 
 class WorkerProcess:
-    def __init__(self, database_url: str, redis_url: str, namespace: str, log: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        redis_url: str,
+        namespace: str,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.log = log
         env = {
             **os.environ,
@@ -42,6 +49,7 @@ class WorkerProcess:
             "TENANTRY_REDIS_NAMESPACE": namespace,
             "TENANTRY_ENV": "development",
             "TENANTRY_SEED_DEMO": "0",
+            **(extra_env or {}),
         }
         self._out = log.open("ab")
         self.proc = subprocess.Popen(
@@ -61,6 +69,14 @@ class WorkerProcess:
         self.proc.wait(timeout=10)
         self._out.close()
 
+    def pause(self) -> None:
+        """SIGSTOP the whole group: it stops wherever it is (between two statements of a
+        transaction, or just after a commit), for a test to look at the database."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def unpause(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM to the master once (a second one can hang it); kill after `timeout`."""
         if self.proc.poll() is None:
@@ -74,6 +90,18 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self, within: float = 30) -> None:
+        """Block until the worker process says it takes messages (or fail with its log)."""
+        deadline = time.monotonic() + within
+        while "Worker process is ready for action" not in self.output():
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"the worker exited ({self.proc.returncode}):\n{self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the worker is not ready after {within} s:\n{self.output()}")
+            time.sleep(0.05)
 
 
 async def wait_for(
