@@ -12,7 +12,7 @@ times the query in-process through `schema.execute`. Prints a table and writes J
 bench-results/foundation.json (`--quick`: a small tree and short runs, to
 bench-results/foundation-quick.json).
 
-    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|allocations|ingestion|workloads|all]
+    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|allocations|ingestion|workloads|failover|all]
         [--quick] [--keep]
         [--duration S] [--out PATH] [--jobs-out PATH]
 
@@ -443,7 +443,7 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser = argparse.ArgumentParser(description="Tenantry benchmarks (make bench)")
     parser.add_argument(
         "--suite",
-        choices=["foundation", "jobs", "allocations", "ingestion", "workloads", "all"],
+        choices=["foundation", "jobs", "allocations", "ingestion", "workloads", "failover", "all"],
         default="all",
         help="what to measure",
     )
@@ -497,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
         from tests.bench import workloads
 
         status = workloads.run(quick=plan.quick, keep=plan.keep) or status
+    if plan.suite in ("failover", "all"):
+        from tests.bench import failover
+
+        status = failover.run(quick=plan.quick, keep=plan.keep) or status
     return status
 
 
