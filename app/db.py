@@ -81,3 +81,29 @@ async def serialize(key: str) -> None:
     await get_connection(connection_name()).execute_query(
         "SELECT pg_advisory_xact_lock(hashtext($1))", [key]
     )
+
+
+async def first_ids_per_parent(
+    model: Any, parent: str, order: str, parents: Any, limit: int, *, descending: bool = True
+) -> dict[int, list[int]]:
+    """The ids of the first `limit` rows of `model` per parent id (ordered by `order`, then
+    id; newest first unless `descending` is False), in one statement: a window function
+    (SQLite ≥ 3.25 and PostgreSQL). Ids and the limit are integers, inlined."""
+    from collections import defaultdict
+
+    ids = sorted({int(pk) for pk in parents})
+    out: dict[int, list[int]] = defaultdict(list)
+    if not ids or limit <= 0:
+        return out
+    direction = "DESC" if descending else "ASC"
+    table = model._meta.db_table
+    sql = (
+        f'SELECT "id", "{parent}" AS "parent" FROM ('
+        f'SELECT "id", "{parent}", ROW_NUMBER() OVER ('
+        f'PARTITION BY "{parent}" ORDER BY "{order}" {direction}, "id" {direction}) AS "rn" '
+        f'FROM "{table}" WHERE "{parent}" IN ({", ".join(str(pk) for pk in ids)})'
+        f') AS "ranked" WHERE "rn" <= {int(limit)} ORDER BY "rn"'
+    )
+    for row in await model._meta.db.execute_query_dict(sql):
+        out[row["parent"]].append(row["id"])
+    return out

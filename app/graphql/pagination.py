@@ -8,7 +8,7 @@ only when asked for.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -52,9 +52,13 @@ class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
     _count_query: strawberry.Private[QuerySet | None] = None
+    # Nested lists count through a loader instead (one grouped COUNT for the whole page).
+    _count: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
 
     @strawberry.field(description="Number of items in the whole list (costs one COUNT query).")
     async def total_count(self) -> int:
+        if self._count is not None:
+            return await self._count()
         return await self._count_query.count() if self._count_query is not None else 0
 
     @strawberry.field

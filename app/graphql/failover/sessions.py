@@ -12,10 +12,12 @@ from weakref import WeakKeyDictionary
 
 import strawberry
 from strawberry.dataloader import DataLoader
+from tortoise.functions import Count
 
 from app.authz.capabilities import FAILOVER_SESSIONS
 from app.authz.matrix import Action
 from app.authz.principal import Principal, Target
+from app.db import first_ids_per_parent
 from app.graphql.common import Node, actor, principal, register_node, viewer_can
 from app.graphql.context import Context
 from app.graphql.ids import pk_of, to_global_id
@@ -80,6 +82,7 @@ class SessionLoaders:
     def __init__(self) -> None:
         self.steps: DataLoader[int, list[FailoverStep]] = DataLoader(self._steps)
         self.log: DataLoader[LogKey, list[FailoverLogEntry]] = DataLoader(self._log)
+        self.log_count: DataLoader[int, int] = DataLoader(self._log_count)
         self.replica_names: dict[int, str] = {}
 
     async def _steps(self, session_ids: Sequence[int]) -> list[list[FailoverStep]]:
@@ -96,19 +99,37 @@ class SessionLoaders:
         return [grouped.get(pk, []) for pk in session_ids]
 
     async def _log(self, keys: Sequence[LogKey]) -> list[list[FailoverLogEntry]]:
-        # One query for the page's sessions (pages beyond the first are asked one at a time).
-        query = FailoverLogEntry.filter(session_id__in=list({k[0] for k in keys}))
-        afters = [k[2] for k in keys if k[2] is not None]
-        if afters:
-            query = query.filter(id__gt=min(afters))
-        grouped: dict[int, list[FailoverLogEntry]] = defaultdict(list)
-        for row in await query.order_by("id"):
-            grouped[row.session_id].append(row)  # type: ignore[attr-defined]
+        # First pages of the page's sessions in one windowed statement (a 1,000-VM run logs
+        # thousands of lines: never load them all); later pages are asked one at a time.
+        firsts = [k for k in keys if k[2] is None]
+        ids: dict[int, list[int]] = {}
+        if firsts:
+            size = max(k[1] for k in firsts) + 1
+            ids = await first_ids_per_parent(
+                FailoverLogEntry, "session_id", "id", [k[0] for k in firsts], size, descending=False
+            )
+        wanted = [pk for found in ids.values() for pk in found]
+        rows = {r.id: r for r in await FailoverLogEntry.filter(id__in=wanted)} if wanted else {}
         out = []
         for session_id, size, after in keys:
-            rows = [r for r in grouped.get(session_id, []) if after is None or r.id > after]
-            out.append(rows[: size + 1])
+            if after is None:
+                out.append([rows[pk] for pk in ids.get(session_id, [])][: size + 1])
+            else:
+                out.append(
+                    await FailoverLogEntry.filter(session_id=session_id, id__gt=after)
+                    .order_by("id")
+                    .limit(size + 1)
+                )
         return out
+
+    async def _log_count(self, session_ids: Sequence[int]) -> list[int]:
+        counts = dict(
+            await FailoverLogEntry.filter(session_id__in=list(session_ids))
+            .annotate(n=Count("id"))
+            .group_by("session_id")
+            .values_list("session_id", "n")
+        )
+        return [int(counts.get(pk, 0)) for pk in session_ids]
 
 
 _LOADERS: WeakKeyDictionary[Loaders, SessionLoaders] = WeakKeyDictionary()
@@ -243,7 +264,7 @@ class FailoverSessionType(Node):
             page_info=PageInfo(
                 has_next_page=len(rows) > size, end_cursor=edges[-1].cursor if edges else None
             ),
-            _count_query=FailoverLogEntry.filter(session_id=self._row.id),
+            _count=lambda: loaders(info).log_count.load(self._row.id),
         )
 
     @strawberry.field(description="True while running and you may cancel it.")

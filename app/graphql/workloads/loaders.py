@@ -12,6 +12,7 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 
 from app.authz.principal import Principal
+from app.db import first_ids_per_parent
 from app.models.backups import BackupJob, BackupJobSession, RestorePoint
 from app.models.inventory import BackupAgent, ManagedComputer
 from app.services import workloads
@@ -23,25 +24,11 @@ LatestKey = tuple[int, int]
 async def latest_ids(
     model: Any, parent: str, order: str, keys: Sequence[LatestKey]
 ) -> dict[int, list[int]]:
-    """The ids of the newest `n` rows of `model` per parent id, in one statement (a window
-    function; SQLite ≥ 3.25 and PostgreSQL). Ids and limits are integers, inlined."""
-    limit = max(n for _, n in keys)
-    parents = sorted({int(pk) for pk, _ in keys})
-    if not parents or limit <= 0:
+    """The ids of the newest `n` rows of `model` per parent id, in one statement."""
+    if not keys:
         return {}
-    table = model._meta.db_table
-    sql = (
-        f'SELECT "id", "{parent}" AS "parent" FROM ('
-        f'SELECT "id", "{parent}", ROW_NUMBER() OVER ('
-        f'PARTITION BY "{parent}" ORDER BY "{order}" DESC, "id" DESC) AS "rn" '
-        f'FROM "{table}" WHERE "{parent}" IN ({", ".join(str(pk) for pk in parents)})'
-        f') AS "ranked" WHERE "rn" <= {int(limit)}'
-    )
-    rows = await model._meta.db.execute_query_dict(sql)
-    out: dict[int, list[int]] = defaultdict(list)
-    for row in rows:
-        out[row["parent"]].append(row["id"])
-    return out
+    limit = max(n for _, n in keys)
+    return await first_ids_per_parent(model, parent, order, [pk for pk, _ in keys], limit)
 
 
 class WorkloadLoaders:
