@@ -365,3 +365,28 @@ async def test_two_concurrent_starts_make_one_session_and_one_job(world, broker)
         assert plan.current_session_id == won[0].id
     # No job left without a session, none sent twice.
     assert await Job.filter(kind="failover.run").count() == 4
+
+
+async def test_two_concurrent_graphql_starts_make_one_run(world, broker, gql):
+    """The same through the API: two failoverPlanStart requests at once, one answered with the
+    session, the other with a CONFLICT error and no data."""
+    from app.graphql.ids import to_global_id
+
+    site = await build_site(world, "Api", vms=3)
+    document = (
+        "mutation($input: FailoverPlanRunInput!) { failoverPlanStart(input: $input) { id state } }"
+    )
+    variables = {"input": {"planId": to_global_id("FailoverPlan", site.plan.id)}}
+    token = world.token(*PROVIDER_ADMIN)
+    bodies = await asyncio.gather(*(gql(document, variables, token=token) for _ in range(2)))
+    won = [b for b in bodies if not b.get("errors")]
+    lost = [b for b in bodies if b.get("errors")]
+    assert len(won) == 1 and len(lost) == 1, bodies
+    assert won[0]["data"]["failoverPlanStart"]["state"] == "RUNNING"
+    assert [e["extensions"]["code"] for e in lost[0]["errors"]] == ["CONFLICT"]
+    assert lost[0]["data"] is None
+    sessions = await FailoverSession.filter(plan_id=site.plan.id)
+    assert [to_global_id("FailoverSession", s.id) for s in sessions] == [
+        won[0]["data"]["failoverPlanStart"]["id"]
+    ]
+    assert await Job.filter(kind="failover.run").count() == 1
