@@ -228,8 +228,13 @@ async def resume(workers, session: FailoverSession) -> None:
 
 
 async def assert_log_continuous(session_id: int, steps: list[FailoverStep]) -> list[str]:
-    """One line when requested, one per step in order (each exactly once), one at the end."""
+    """One line when requested, one per step in order (each exactly once), one at the end,
+    and one saying the run was resumed after the worker died."""
     log = list(await FailoverLogEntry.filter(session_id=session_id).order_by("id"))
+    resumed = [e for e in log if e.message.startswith("resumed after an interruption")]
+    assert len(resumed) == 1, [e.message for e in log]
+    assert "attempt 2" in resumed[0].message, resumed[0].message
+    log = [e for e in log if e not in resumed]
     assert log[0].step_seq is None and "requested" in log[0].message, log[0].message
     assert log[-1].step_seq is None, log[-1].message
     assert [e.step_seq for e in log[1:-1]] == [s.seq for s in steps]

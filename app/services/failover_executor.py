@@ -451,6 +451,30 @@ class Run:
         }
 
 
+async def _note_resumption(
+    session_id: int, steps: list[FailoverStep], ctx: JobContext | None
+) -> None:
+    """A run picked up again after its worker died says so in the session log: which attempt,
+    and which step is re-issued with the same idempotency key."""
+    started = [s for s in steps if s.state is not StepState.PENDING]
+    if not started:
+        return
+    running = next((s for s in steps if s.state is StepState.RUNNING), None)
+    attempt = f" (attempt {ctx.attempt})" if ctx is not None else ""
+    again = (
+        f"; step {running.seq} ({running.kind.value}) re-issued with the same idempotency key"
+        if running is not None
+        else ""
+    )
+    await FailoverLogEntry.create(
+        session_id=session_id,
+        level="WARN",
+        step_seq=running.seq if running is not None else None,
+        message=f"resumed after an interruption{attempt}: {len(started)} step(s) already "
+        f"started{again}",
+    )
+
+
 async def execute(session_id: int, ctx: JobContext | None = None) -> dict[str, Any]:
     """Run (or resume) the session to its end; a finished session is left as it is. Raises
     JobCancelled after ending a cancelled session (the job ends CANCELLED)."""
@@ -468,6 +492,7 @@ async def execute(session_id: int, ctx: JobContext | None = None) -> dict[str, A
             await FailoverPlanVm.filter(plan_id=plan.id).values_list("replica_id", "delay_seconds")
         )
         run = Run(session, plan, steps, replicas, delays, hypervisor(), ctx)
+        await _note_resumption(session_id, steps, ctx)
         state = await run.execute()
         await finish(session_id, state)
         session = await FailoverSession.get(id=session_id)
