@@ -330,6 +330,23 @@ FAILOVER_SCRIPTS = Capability(
 )
 
 
+# Billing (the billing issue): the Invoices row (Chargeback Reports in the Department Portal).
+INVOICES = Capability(
+    "invoice",
+    "invoices, credit notes and chargeback reports",
+    _everywhere(F.INVOICES),
+    # Generated (CREATE), marked paid or unpaid, resent, corrected (UPDATE); never removed.
+    actions={portal: frozenset({Action.READ, Action.CREATE, Action.UPDATE}) for portal in Portal},
+)
+SUBSCRIPTION_PLANS = Capability(
+    "subscription_plan",
+    "subscription plans and which plan bills which customer",
+    # Configuring what customers pay is a configuration task of the provider or reseller
+    # (invoice auditors act on invoices, not on plans).
+    {Portal.RESELLER: F.CONFIGURATION},
+)
+
+
 ALL: tuple[Capability, ...] = (
     PROVIDER,
     RESELLERS,
@@ -359,6 +376,8 @@ ALL: tuple[Capability, ...] = (
     FAILOVER_PLANS,
     FAILOVER_SESSIONS,
     FAILOVER_SCRIPTS,
+    INVOICES,
+    SUBSCRIPTION_PLANS,
     *SERVER_CAPABILITIES.values(),
     *BACKUP_JOBS.values(),
     *BACKUP_JOB_SETTINGS.values(),
