@@ -32,6 +32,7 @@ from app.authz.matrix import Role, RoleScope, load_matrix
 from app.db import connection_name
 from app.models import Location, Organization, OrgKind, User
 from app.settings import get_settings
+from app.simulator.demo_failover import seed_demo_failover
 from app.simulator.demo_fleet import seed_demo_fleet
 
 PROVIDER = ("Tenantry Cloud", "tenantry.demo")
@@ -188,4 +189,5 @@ async def seed_demo() -> bool:
                     *[locations[spec.organization, loc] for loc in spec.locations]
                 )
     await seed_demo_fleet()
+    await seed_demo_failover()
     return True

@@ -1,0 +1,190 @@
+"""The demo's cloud failover: per demo company, a few VM replicas on its tenant account of the
+demo cloud repository (restore points every 4 hours over the last 2 days) and one READY cloud
+failover plan of them; for one company a finished test of its plan, so the sessions, their
+steps and their log can be explored at once.
+
+The plans are built through the failover plans service, and the test is really run (the runs
+service, then the executor, in this process) on the hypervisor simulator with a short boot
+time, whatever driver the settings name: demo replicas never reach a real hypervisor. The
+actor is the demo provider's primary-role user (the services need a principal; the audit log
+shows who "did" it). Companies that have their plan already are left alone: seeding twice
+adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from app.auth.authenticate import build_principal
+from app.bootstrap import provider_primary_role
+from app.integrations import hypervisor
+from app.integrations.simulated_hypervisor import SimulatedHypervisor
+from app.jobs.context import JobContext
+from app.models import Organization, OrgKind, TenantAccount, User
+from app.models.cloud import ReplicaKind, VmReplica
+from app.models.failover import FailoverPlan, FailoverSession, FailurePolicy, PlanType, SessionKind
+from app.services import failover_executor, failover_plans, failover_runs, jobs
+from app.services.actor import Actor
+from app.services.failover_plans import VmInput
+from app.simulator.demo_fleet import REPOSITORY
+
+PLAN_NAME = "Headquarters to the cloud"
+PLAN_DESCRIPTION = (
+    "Brings the headquarters up on the provider's cloud host: the domain controller first, "
+    "then the databases, then the applications."
+)
+# Per company: the plan's VMs in boot order, each with the delay (seconds) after it.
+DEMO_SITES: dict[str, tuple[tuple[str, int], ...]] = {
+    # The tested plan has no delays: its run takes well under a second while seeding.
+    "Acme Corp": (("dc01", 0), ("sql01", 0), ("app01", 0), ("web01", 0), ("web02", 0)),
+    "Globex": (("dc01", 30), ("sql01", 10), ("web01", 0)),
+    "Initech": (("dc01", 20), ("sql01", 15), ("file01", 0), ("web01", 0)),
+    "Umbrella Labs": (
+        ("dc01", 30),
+        ("dc02", 10),
+        ("sql01", 15),
+        ("app01", 5),
+        ("web01", 0),
+        ("web02", 0),
+    ),
+    "Hooli": (("dc01", 25), ("sql01", 0), ("web01", 0)),
+    "Stark Industries": (("dc01", 30), ("sql01", 20), ("sql02", 10), ("app01", 5), ("web01", 0)),
+}
+TESTED_COMPANY = "Acme Corp"
+POINT_EVERY = timedelta(hours=4)
+POINT_SPAN = timedelta(days=2)
+# The simulator's boot time for the demo test (the settings' default too).
+DEMO_BOOT_SECONDS = 0.05
+DEMO_WORKER = "demo-seed"
+
+
+def restore_points(end: datetime) -> list[str]:
+    """Every 4 hours over the 2 days before `end` (on a 4-hour boundary), oldest first."""
+    last = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    last -= timedelta(hours=last.hour % 4)
+    count = POINT_SPAN // POINT_EVERY
+    return [(last - POINT_EVERY * i).isoformat() for i in reversed(range(count))]
+
+
+async def _demo_actor() -> Actor | None:
+    """The demo provider's primary-role user, as the services' actor."""
+    user = (
+        await User.filter(organization__kind=OrgKind.PROVIDER.value, role=provider_primary_role())
+        .select_related("organization__parent")
+        .order_by("id")
+        .first()
+    )
+    if user is None:
+        return None
+    return Actor(await build_principal(user), client_address="demo", request_id=DEMO_WORKER)
+
+
+async def _replicas(account: TenantAccount, names: list[str], points: list[str]) -> list[int]:
+    """The account's replicas of these names (the missing ones created), in the given order."""
+    have = dict(
+        await VmReplica.filter(tenant_account_id=account.id, name__in=names).values_list(
+            "name", "id"
+        )
+    )
+    slug = account.name.removesuffix("-cloud")
+    await VmReplica.bulk_create(
+        [
+            VmReplica(
+                tenant_account_id=account.id,
+                name=name,
+                source_vm=f"{name}.{slug}.local",
+                kind=ReplicaKind.SNAPSHOT,
+                restore_points=points,
+            )
+            for name in names
+            if name not in have
+        ]
+    )
+    have = dict(
+        await VmReplica.filter(tenant_account_id=account.id, name__in=names).values_list(
+            "name", "id"
+        )
+    )
+    return [int(have[name]) for name in names]
+
+
+@contextmanager
+def _run_here() -> Iterator[None]:
+    """Jobs sent meanwhile go nowhere (seeding has no worker: the caller runs them), and the
+    dispatcher in place before is put back."""
+
+    def nowhere(job_id: int, delay_ms: int | None = None) -> None:
+        return None
+
+    previous = jobs._dispatcher
+    jobs.set_dispatcher(nowhere)
+    try:
+        yield
+    finally:
+        jobs.set_dispatcher(previous)
+
+
+async def _run_test(actor: Actor, plan: FailoverPlan) -> FailoverSession:
+    """A test of the plan, started as a user would and executed in this process."""
+    previous = hypervisor._override
+    hypervisor.override_hypervisor(SimulatedHypervisor(boot_seconds=DEMO_BOOT_SECONDS))
+    try:
+        with _run_here():
+            session = await failover_runs.start(actor, plan.id, SessionKind.TEST)
+        job_id: int = session.job_id  # type: ignore[attr-defined]
+        job = await jobs.claim(job_id, DEMO_WORKER)
+        if job is None:
+            raise RuntimeError(f"the demo test's job {job_id} was claimed elsewhere")
+        result = await failover_executor.execute(session.id, JobContext(job, DEMO_WORKER))
+        await jobs.succeed(job.id, DEMO_WORKER, result)
+    finally:
+        hypervisor.override_hypervisor(previous)
+    return await FailoverSession.get(id=session.id)
+
+
+async def seed_demo_failover(end: datetime | None = None) -> int:
+    """Replicas and a plan for each demo company without its plan (and the test of the tested
+    company's new plan). Returns the plans created."""
+    companies = await Organization.filter(
+        kind=OrgKind.COMPANY.value, name__in=list(DEMO_SITES)
+    ).order_by("id")
+    done = set(
+        await FailoverPlan.filter(
+            company_id__in=[c.id for c in companies], name=PLAN_NAME
+        ).values_list("company_id", flat=True)
+    )
+    todo = [c for c in companies if c.id not in done]
+    actor = await _demo_actor() if todo else None
+    if actor is None:
+        return 0
+    points = restore_points(end or datetime.now(UTC))
+    created = 0
+    for company in todo:
+        account = (
+            await TenantAccount.filter(
+                company_id=company.id, backup_resources__repository__name=REPOSITORY
+            )
+            .order_by("id")
+            .first()
+        )
+        if account is None:  # no demo fleet for this company
+            continue
+        site = DEMO_SITES[company.name]
+        ids = await _replicas(account, [name for name, _ in site], points)
+        plan = await failover_plans.create(
+            actor,
+            company.id,
+            PLAN_NAME,
+            type=PlanType.CLOUD,
+            failure_policy=FailurePolicy.STOP,
+            description=PLAN_DESCRIPTION,
+            tenant_account_id=account.id,
+        )
+        vms = [VmInput(rid, delay) for rid, (_, delay) in zip(ids, site, strict=True)]
+        await failover_plans.set_vms(actor, plan.id, vms)
+        created += 1
+        if company.name == TESTED_COMPANY:
+            await _run_test(actor, plan)
+    return created
