@@ -24,6 +24,7 @@ from tortoise.expressions import Q, Subquery
 from app.authz.capabilities import AUDIT_LOG
 from app.authz.matrix import Action, Functionality
 from app.authz.principal import Principal
+from app.csv_cells import safe_cell as _cell
 from app.jobs.context import JobContext, JobFailed
 from app.jobs.registry import JobKind, register
 from app.jobs.requester import requester_principal
@@ -63,13 +64,6 @@ def _time(params: dict[str, Any], name: str) -> datetime | None:
         return datetime.fromisoformat(str(raw))
     except ValueError:
         raise JobFailed(f"params.{name} is not an ISO 8601 time: {raw!r}") from None
-
-
-def _cell(value: Any) -> Any:
-    """Spreadsheets run cells that start with = + - @ as formulas: quote those."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def _csv(rows: list[dict[str, Any]], header: bool) -> bytes:
