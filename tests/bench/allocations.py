@@ -17,7 +17,6 @@ count) and full use. `--quick`: a tenth of each.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import json
@@ -44,6 +43,7 @@ from app.models.cloud import (
 from app.services import allocations
 from app.services.actor import Actor
 from tests.bench.fresh_db import fresh_database, orm
+from tests.bench.results import suite_main, write_results
 from tests.bench.seed_large import apply_schema
 
 DB_NAME = "tenantry_bench_alloc"
@@ -204,10 +204,9 @@ async def _run(quick: bool, keep: bool) -> dict[str, Any]:
 
 def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int:
     results = asyncio.run(_run(quick, keep))
-    text = json.dumps(results, indent=2)
-    print(text)
+    print(json.dumps(results, indent=2))
     if out is not None:
-        out.write_text(text + "\n")
+        write_results(out, results)
     ips, vlans = results["public_ips"], results["vlans"]
     print(
         f"public IPs: {ips['allocated']} in {ips['seconds']} s "
@@ -220,13 +219,12 @@ def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Tenantry Cloud Connect allocation benchmark")
-    parser.add_argument("--quick", action="store_true", help="a tenth of each allocation")
-    parser.add_argument("--keep", action="store_true", help="keep the database")
-    parser.add_argument("--out", type=Path, help="where to write the JSON results")
-    args = parser.parse_args(argv)
-    return run(quick=args.quick, out=args.out, keep=args.keep)
+main = suite_main(
+    run,
+    "Tenantry Cloud Connect allocation benchmark",
+    "a tenth of each allocation",
+    "keep the database",
+)
 
 
 if __name__ == "__main__":

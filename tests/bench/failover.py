@@ -30,9 +30,7 @@ this process (the Redis broker of `workers.broker.setup`):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -43,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.fresh_db import fresh_database, orm
-from tests.bench.jobs import REDIS_BASE, TENANTRY, Proc, ms, summary
-from tests.bench.run import ROOT, BenchError, base_env, machine_info
+from tests.bench.jobs import TENANTRY, Proc, flush_redis, ms, redis_url, summary
+from tests.bench.results import default_out, suite_main, write_results
+from tests.bench.run import BenchError, base_env, machine_info
 from tests.bench.seed_large import apply_schema
 from tests.workerproc import FAST_ENV
 
@@ -68,25 +67,11 @@ FULL = Size()
 QUICK = Size(big_vms=200, plans=10, vms_per_plan=10, kill_vms=20, kill_rounds=1)
 
 
-def redis_url() -> str:
-    return f"{REDIS_BASE.rstrip('/')}/{REDIS_DB}"
-
-
-def flush_redis() -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url())
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 def service_env(url: str, boot_seconds: float) -> dict[str, str]:
     env = base_env(url)
     env.update(
         FAST_ENV,
-        REDIS_URL=redis_url(),
+        REDIS_URL=redis_url(REDIS_DB),
         TENANTRY_REDIS_NAMESPACE=NAMESPACE,
         TENANTRY_EMBEDDED_WORKER="0",
         TENANTRY_EMBEDDED_SCHEDULER="0",
@@ -374,7 +359,9 @@ async def measure(size: Size, keep: bool) -> dict[str, Any]:
         await apply_schema(url)
         async with orm(url):
             settings = Settings(database_url=url, seed_demo=False)
-            broker.setup(replace(settings, redis_url=redis_url(), redis_namespace=NAMESPACE))
+            broker.setup(
+                replace(settings, redis_url=redis_url(REDIS_DB), redis_namespace=NAMESPACE)
+            )
             site = await seed_site()
             print(f"· one plan of {size.big_vms} VMs, zero boot time and delays", flush=True)
             results["big_plan"] = await big_plan(site, url, size)
@@ -431,20 +418,18 @@ def report(r: dict[str, Any], quick: bool) -> None:
 def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int:
     """The failover suite; 0 when it measured, 1 when it could not give trustworthy figures."""
     size = QUICK if quick else FULL
-    out = out or ROOT / (
-        "bench-results/failover-quick.json" if quick else "bench-results/failover.json"
-    )
+    out = out or default_out("failover", quick)
     load_before = os.getloadavg()[0]
     began = time.perf_counter()
-    print(f"· failover benchmark: database {DB_NAME}, Redis {redis_url()}", flush=True)
-    flush_redis()
+    print(f"· failover benchmark: database {DB_NAME}, Redis {redis_url(REDIS_DB)}", flush=True)
+    flush_redis(REDIS_DB)
     try:
         results = asyncio.run(measure(size, keep))
     except BenchError as exc:
         print(f"\nFAILOVER BENCHMARK FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
-        flush_redis()
+        flush_redis(REDIS_DB)
     total = time.perf_counter() - began
     report(results, quick)
     data = {
@@ -456,19 +441,17 @@ def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int
         **results,
         "total_seconds": round(total, 1),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    write_results(out, data)
     print(f"total {total:.0f} s; results in {out}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Tenantry failover benchmark")
-    parser.add_argument("--quick", action="store_true", help="smaller plans, one kill round")
-    parser.add_argument("--keep", action="store_true", help=f"keep the {DB_NAME} database")
-    parser.add_argument("--out", type=Path, help="where to write the JSON results")
-    args = parser.parse_args(argv)
-    return run(args.quick, args.out, args.keep)
+main = suite_main(
+    run,
+    "Tenantry failover benchmark",
+    "smaller plans, one kill round",
+    f"keep the {DB_NAME} database",
+)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Results: bench-results/ingestion.json (`--quick`: bench-results/ingestion-quick.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -38,6 +37,7 @@ from app.auth.tokens import digest
 from app.models import AgentKey, BackupJobSession, Location, Organization, OrgKind, SessionRollup
 from app.services.agent_keys import new_agent_key
 from tests.bench.fresh_db import fresh_database, orm
+from tests.bench.results import default_out, suite_main, write_results
 from tests.bench.seed_large import apply_schema
 
 DB_NAME = "tenantry_bench_ingest"
@@ -213,12 +213,8 @@ async def _run(quick: bool, keep: bool) -> dict[str, Any]:
 
 def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int:
     results = asyncio.run(_run(quick, keep))
-    root = Path(__file__).resolve().parents[2]
-    out = out or root / "bench-results" / ("ingestion-quick.json" if quick else "ingestion.json")
-    text = json.dumps(results, indent=2)
-    print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    print(json.dumps(results, indent=2))
+    write_results(out or default_out("ingestion", quick), results)
     for name in ("new", "update", "resend", "parallel"):
         r = results[name]
         print(
@@ -230,13 +226,7 @@ def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Tenantry ingestion benchmark")
-    parser.add_argument("--quick", action="store_true", help="fewer batches")
-    parser.add_argument("--keep", action="store_true", help="keep the database")
-    parser.add_argument("--out", type=Path, help="where to write the JSON results")
-    args = parser.parse_args(argv)
-    return run(quick=args.quick, out=args.out, keep=args.keep)
+main = suite_main(run, "Tenantry ingestion benchmark", "fewer batches", "keep the database")
 
 
 if __name__ == "__main__":

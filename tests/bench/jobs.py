@@ -26,7 +26,6 @@ Redis database (index 11, flushed at the start and at the end), with `tenantry w
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -45,6 +44,7 @@ from typing import Any
 import httpx
 
 from tests.bench.loadgen import percentile
+from tests.bench.results import default_out, suite_main, write_results
 from tests.bench.run import ROOT, BenchError, base_env, free_port, machine_info, uvicorn_argv
 from tests.bench.seed_large import TreeSize, database_url, drop_database, recreate_database, seed
 
@@ -80,7 +80,6 @@ class JobsPlan:
 
 
 def plan_for(quick: bool, out: Path | None = None, keep: bool = False) -> JobsPlan:
-    default_out = "bench-results/jobs-quick.json" if quick else "bench-results/jobs.json"
     return JobsPlan(
         quick=quick,
         jobs=200 if quick else 2_000,
@@ -90,19 +89,20 @@ def plan_for(quick: bool, out: Path | None = None, keep: bool = False) -> JobsPl
         steps=50,
         step_seconds=0.05,
         progress_runs=1 if quick else 3,
-        out=out or ROOT / default_out,
+        out=out or default_out("jobs", quick),
         keep=keep,
     )
 
 
-def redis_url() -> str:
-    return f"{REDIS_BASE.rstrip('/')}/{REDIS_DB}"
+def redis_url(db: int = REDIS_DB) -> str:
+    """A suite's own Redis database (this one's by default; the failover suite has another)."""
+    return f"{REDIS_BASE.rstrip('/')}/{db}"
 
 
-def flush_redis() -> None:
+def flush_redis(db: int = REDIS_DB) -> None:
     import redis
 
-    client = redis.Redis.from_url(redis_url())
+    client = redis.Redis.from_url(redis_url(db))
     try:
         client.flushdb()
     finally:
@@ -673,8 +673,7 @@ def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int
         procs.append(workers)
         asyncio.run(measure(plan, url, seeded.provider_token, workers, port, procs))
         data = report(plan, time.perf_counter() - started, load_before)
-        plan.out.parent.mkdir(parents=True, exist_ok=True)
-        plan.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_results(plan.out, data)
         if plan.keep:
             print(f"kept {url}; provider token {seeded.provider_token}")
     except BenchError as exc:
@@ -689,13 +688,12 @@ def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Tenantry background-work benchmark")
-    parser.add_argument("--quick", action="store_true", help="200 jobs instead of 2,000")
-    parser.add_argument("--keep", action="store_true", help=f"keep the {DB_NAME} database")
-    parser.add_argument("--out", type=Path, help="where to write the JSON results")
-    args = parser.parse_args(argv)
-    return run(args.quick, args.out, args.keep)
+main = suite_main(
+    run,
+    "Tenantry background-work benchmark",
+    "200 jobs instead of 2,000",
+    f"keep the {DB_NAME} database",
+)
 
 
 if __name__ == "__main__":
