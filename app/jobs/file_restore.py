@@ -12,7 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
 from app.authz.matrix import Functionality
+from app.db import connection_name
 from app.integrations import agents
 from app.integrations.backup_agents import (
     AgentUnavailable,
@@ -31,6 +34,7 @@ from app.jobs.context import (
 )
 from app.jobs.registry import JobKind, register
 from app.models import FileRestoreRequest, ManagedComputer, RestorePoint, RestoreState
+from app.services import usage_ledger
 from app.services.file_restore import transition
 
 
@@ -109,13 +113,19 @@ async def _restore(ctx: JobContext, restore: FileRestoreRequest) -> dict[str, An
     except JobCancelled:
         await transition(restore.id, RestoreState.CANCELLED, finished_at=_now())
         raise
-    finished = await transition(
-        restore.id,
-        RestoreState.COMPLETED,
-        restored_files=state["files"],
-        restored_bytes=state["bytes"],
-        finished_at=_now(),
-    )
+    at = _now()
+    async with in_transaction(connection_name()):  # completed and billed together, once
+        finished = await transition(
+            restore.id,
+            RestoreState.COMPLETED,
+            restored_files=state["files"],
+            restored_bytes=state["bytes"],
+            finished_at=at,
+        )
+        if finished:
+            await usage_ledger.record_restore_transfer(
+                restore, computer, point, int(state["bytes"]), at
+            )
     if not finished:
         raise JobCancelled("the restore was cancelled while it ran")
     return {"files": int(state["files"]), "bytes": int(state["bytes"]), "paths": len(paths)}

@@ -51,7 +51,7 @@ from app.models.failover import (
     StepKind,
     StepState,
 )
-from app.services import events
+from app.services import events, usage_ledger
 
 if TYPE_CHECKING:
     from app.jobs.context import JobContext
@@ -219,6 +219,9 @@ async def commit_step(
         replica_state = _replica_state(kind, step.kind) if state is StepState.DONE else None
         if replica_state is not None and step.replica_id is not None:
             await VmReplica.filter(id=step.replica_id).update(state=replica_state)
+            if replica_state is ReplicaState.READY and kind is SessionKind.UNDO:
+                # Billing: the compute hours it ran, once, with the release.
+                await usage_ledger.record_failover_compute(run.session, step.replica_id, at)
         await FailoverLogEntry.create(
             session_id=run.session.id,
             level="INFO" if state is StepState.DONE else "ERROR",
