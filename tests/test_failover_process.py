@@ -12,9 +12,7 @@ TENANTRY_REQUIRE_SERVICES=1 a missing service fails them.
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,10 +38,14 @@ from app.models.failover import (
 )
 from app.services import failover_runs, jobs
 from app.services.actor import Actor
-from tests.conftest import ON_POSTGRES, PG_URL, REDIS_URL, TEST_SETTINGS
-from tests.workerproc import FAST_ENV, WorkerProcess, redis_url_with_db, wait_for
+from tests.workerproc import (
+    WorkerProcess,
+    redis_broker,
+    require_services,
+    wait_for,
+    worker_processes,
+)
 
-REQUIRED = os.environ.get("TENANTRY_REQUIRE_SERVICES") == "1"
 # A Redis database of its own (test_worker_process: 7, discovery: 8, scheduler: 13, bench: 11/12).
 REDIS_DB = 9
 PROVIDER_ADMIN = ("Provider", "Service Provider Global Administrator")
@@ -54,61 +56,22 @@ BOOT_SECONDS = "0.3"
 
 @pytest.fixture(autouse=True)
 def services():
-    if not (ON_POSTGRES and REDIS_URL):
-        if REQUIRED:
-            pytest.fail(
-                "TENANTRY_REQUIRE_SERVICES=1 but TENANTRY_TEST_DATABASE_URL (PostgreSQL) or "
-                "TENANTRY_TEST_REDIS_URL is not set"
-            )
-        pytest.skip("needs TENANTRY_TEST_DATABASE_URL (PostgreSQL) and TENANTRY_TEST_REDIS_URL")
+    require_services()
 
 
 @pytest.fixture
 def broker(db, monkeypatch):
     """This process sends `run_job` through the Redis namespace the worker processes read."""
-    import redis
-
-    from workers.broker import setup
-
-    url = redis_url_with_db(REDIS_URL, REDIS_DB)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    settings = replace(
-        TEST_SETTINGS,
-        redis_url=url,
-        redis_namespace=f"tenantry-failover-{uuid.uuid4().hex[:8]}",
-        job_heartbeat_ms=int(FAST_ENV["TENANTRY_JOB_HEARTBEAT_MS"]),
-        job_stale_after_ms=int(FAST_ENV["TENANTRY_JOB_STALE_AFTER_MS"]),
-        job_unclaimed_after_ms=int(FAST_ENV["TENANTRY_JOB_UNCLAIMED_AFTER_MS"]),
-    )
-    previous = jobs._dispatcher
-    for name in ("HEARTBEAT_INTERVAL", "STALE_AFTER", "UNCLAIMED_AFTER"):
-        monkeypatch.setattr(jobs, name, getattr(jobs, name))
-    setup(settings, stub=False)  # also shortens this process's recovery windows
-    yield settings
-    jobs.set_dispatcher(previous)
+    with redis_broker(REDIS_DB, "tenantry-failover", monkeypatch) as (_, settings):
+        yield settings
 
 
 @pytest.fixture
 def workers(broker, tmp_path: Path):
     """Start worker processes (simulator boot time BOOT_SECONDS); all stopped at the end."""
-    started: list[WorkerProcess] = []
-
-    def start() -> WorkerProcess:
-        log = tmp_path / f"worker-{len(started)}.log"
-        env = {
-            "TENANTRY_HYPERVISOR_DRIVER": "simulator",
-            "TENANTRY_HV_SIM_BOOT_SECONDS": BOOT_SECONDS,
-        }
-        w = WorkerProcess(PG_URL, broker.redis_url, broker.redis_namespace, log, env)
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
-        print(f"--- {w.log.name}\n{w.output()}")
+    env = {"TENANTRY_HYPERVISOR_DRIVER": "simulator", "TENANTRY_HV_SIM_BOOT_SECONDS": BOOT_SECONDS}
+    with worker_processes(broker, tmp_path, env) as start:
+        yield start
 
 
 @dataclass

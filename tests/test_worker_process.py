@@ -6,9 +6,6 @@ and TENANTRY_REQUIRE_SERVICES=1); without those variables they are skipped."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,74 +13,29 @@ import pytest
 
 from app.models import Job, JobState
 from app.services import jobs
-from tests.conftest import ON_POSTGRES, PG_URL, REDIS_URL, TEST_SETTINGS
-from tests.workerproc import FAST_ENV, WorkerProcess, redis_url_with_db, wait_for
+from tests.workerproc import redis_broker, require_services, wait_for, worker_processes
 
 REDIS_DB = 7
 NOOP = "diagnostics.noop"
-REQUIRED = os.environ.get("TENANTRY_REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture(autouse=True)
 def services():
-    if not (ON_POSTGRES and REDIS_URL):
-        if REQUIRED:
-            pytest.fail(
-                "TENANTRY_REQUIRE_SERVICES=1 but TENANTRY_TEST_DATABASE_URL (PostgreSQL) or "
-                "TENANTRY_TEST_REDIS_URL is not set"
-            )
-        pytest.skip("needs TENANTRY_TEST_DATABASE_URL (PostgreSQL) and TENANTRY_TEST_REDIS_URL")
+    require_services()
 
 
 @pytest.fixture
-def redis_url() -> str:
-    import redis
-
-    url = redis_url_with_db(REDIS_URL, REDIS_DB)
-    client = redis.Redis.from_url(url)
-    client.flushdb()  # this test module's own database index
-    client.close()
-    return url
-
-
-@pytest.fixture
-def broker(db, redis_url, monkeypatch):
+def broker(db, monkeypatch):
     """This process sends through the same Redis namespace as the worker processes."""
-    from workers.broker import setup
-
-    namespace = f"tenantry-test-{uuid.uuid4().hex[:8]}"
-    settings = replace(
-        TEST_SETTINGS,
-        redis_url=redis_url,
-        redis_namespace=namespace,
-        job_heartbeat_ms=int(FAST_ENV["TENANTRY_JOB_HEARTBEAT_MS"]),
-        job_stale_after_ms=int(FAST_ENV["TENANTRY_JOB_STALE_AFTER_MS"]),
-        job_unclaimed_after_ms=int(FAST_ENV["TENANTRY_JOB_UNCLAIMED_AFTER_MS"]),
-    )
-    previous = jobs._dispatcher
-    for name in ("HEARTBEAT_INTERVAL", "STALE_AFTER", "UNCLAIMED_AFTER"):
-        monkeypatch.setattr(jobs, name, getattr(jobs, name))
-    b = setup(settings, stub=False)  # also shortens this process's recovery windows
-    yield b, settings
-    jobs.set_dispatcher(previous)
+    with redis_broker(REDIS_DB, "tenantry-test", monkeypatch) as (b, settings):
+        yield b, settings
 
 
 @pytest.fixture
 def workers(broker, tmp_path: Path):
     """Start worker processes; every one is stopped (or killed) at the end, its log shown."""
-    _, settings = broker
-    started: list[WorkerProcess] = []
-
-    def start() -> WorkerProcess:
-        log = tmp_path / f"worker-{len(started)}.log"
-        w = WorkerProcess(PG_URL, settings.redis_url, settings.redis_namespace, log)
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
-        print(f"--- {w.log.name}\n{w.output()}")
+    with worker_processes(broker[1], tmp_path) as start:
+        yield start
 
 
 async def job_row(job_id: int) -> Job:

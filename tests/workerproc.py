@@ -1,6 +1,23 @@
 """Real `tenantry worker` processes for tests: started in their own process group (so that
 `kill -9` takes the dramatiq master and its worker processes at once), with short heartbeat
-and redelivery windows, logging to a file shown when a test fails."""
+and redelivery windows, logging to a file shown when a test fails.
+
+A test module on real processes uses the same three fixtures:
+
+    @pytest.fixture(autouse=True)
+    def services():
+        require_services()            # skipped without PostgreSQL and Redis (failed in CI)
+
+    @pytest.fixture
+    def broker(db, monkeypatch):
+        with redis_broker(REDIS_DB, "tenantry-x", monkeypatch) as (broker, settings):
+            yield settings            # this process sends where the workers read
+
+    @pytest.fixture
+    def workers(broker, tmp_path):
+        with worker_processes(broker, tmp_path) as start:
+            yield start               # start() → a WorkerProcess; all stopped at the end
+"""
 
 from __future__ import annotations
 
@@ -10,11 +27,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+if TYPE_CHECKING:
+    from app.settings import Settings
+
 TENANTRY = str(Path(sys.executable).with_name("tenantry"))
+REQUIRED = os.environ.get("TENANTRY_REQUIRE_SERVICES") == "1"
 
 # Short windows, so a killed worker's job is recoverable within seconds.
 FAST_ENV = {
@@ -29,6 +54,64 @@ FAST_ENV = {
 
 def redis_url_with_db(url: str, db: int) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
+def require_services() -> None:
+    """Skip the test without PostgreSQL and Redis; fail it when CI requires them
+    (TENANTRY_REQUIRE_SERVICES=1)."""
+    import pytest
+
+    from tests.conftest import ON_POSTGRES, REDIS_URL
+
+    if not (ON_POSTGRES and REDIS_URL):
+        if REQUIRED:
+            pytest.fail(
+                "TENANTRY_REQUIRE_SERVICES=1 but TENANTRY_TEST_DATABASE_URL (PostgreSQL) or "
+                "TENANTRY_TEST_REDIS_URL is not set"
+            )
+        pytest.skip("needs TENANTRY_TEST_DATABASE_URL (PostgreSQL) and TENANTRY_TEST_REDIS_URL")
+
+
+def fresh_redis_db(db: int) -> str:
+    """The URL of the test Redis's database `db` (a test module's own index), emptied."""
+    import redis
+
+    from tests.conftest import REDIS_URL
+
+    url = redis_url_with_db(REDIS_URL, db)
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
+
+
+@contextmanager
+def redis_broker(db: int, namespace: str, monkeypatch: Any) -> Iterator[tuple[Any, Settings]]:
+    """This process's broker on Redis database `db` (emptied), in a namespace of its own
+    (`namespace` plus a random suffix), with the workers' short recovery windows (FAST_ENV);
+    the dispatcher and the windows in place before are put back at the end."""
+    from app.services import jobs
+    from tests.conftest import TEST_SETTINGS
+    from workers.broker import setup
+
+    settings = replace(
+        TEST_SETTINGS,
+        redis_url=fresh_redis_db(db),
+        redis_namespace=f"{namespace}-{uuid.uuid4().hex[:8]}",
+        job_heartbeat_ms=int(FAST_ENV["TENANTRY_JOB_HEARTBEAT_MS"]),
+        job_stale_after_ms=int(FAST_ENV["TENANTRY_JOB_STALE_AFTER_MS"]),
+        job_unclaimed_after_ms=int(FAST_ENV["TENANTRY_JOB_UNCLAIMED_AFTER_MS"]),
+    )
+    previous = jobs._dispatcher
+    for name in ("HEARTBEAT_INTERVAL", "STALE_AFTER", "UNCLAIMED_AFTER"):
+        monkeypatch.setattr(jobs, name, getattr(jobs, name))
+    broker = setup(settings, stub=False)  # also shortens this process's recovery windows
+    try:
+        yield broker, settings
+    finally:
+        jobs.set_dispatcher(previous)
 
 
 class WorkerProcess:
@@ -102,6 +185,32 @@ class WorkerProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"the worker is not ready after {within} s:\n{self.output()}")
             time.sleep(0.05)
+
+
+@contextmanager
+def worker_processes(
+    settings: Settings, logs: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Callable[[], WorkerProcess]]:
+    """Yields `start()`, which starts a worker process on the test database and `settings`'
+    Redis namespace (with `extra_env`), logging under `logs`; every one is stopped (or
+    killed) at the end and its log shown."""
+    from tests.conftest import PG_URL
+
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        log = logs / f"worker-{len(started)}.log"
+        assert settings.redis_url is not None
+        worker = WorkerProcess(PG_URL, settings.redis_url, settings.redis_namespace, log, extra_env)
+        started.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop()
+            print(f"--- {worker.log.name}\n{worker.output()}")
 
 
 async def wait_for(
