@@ -19,6 +19,8 @@ from strawberry.tools import merge_types
 
 from app.graphql.audit.queries import AuditQuery
 from app.graphql.authz.queries import AuthzQuery
+from app.graphql.billing.invoices import InvoiceMutation, InvoiceQuery
+from app.graphql.billing.plans import SubscriptionPlanMutation, SubscriptionPlanQuery
 from app.graphql.cloud.allocations import AllocationMutation, AllocationQuery
 from app.graphql.cloud.infra import InfraMutation, InfraQuery
 from app.graphql.cloud.remote import RemoteMutation, RemoteQuery
@@ -102,6 +104,8 @@ Query = merge_types(
         BackupReportQuery,
         FailoverPlanQuery,
         FailoverSessionQuery,
+        SubscriptionPlanQuery,
+        InvoiceQuery,
     ),
 )
 Mutation = merge_types(
@@ -125,6 +129,8 @@ Mutation = merge_types(
         BackupReportMutation,
         FailoverPlanMutation,
         FailoverSessionMutation,
+        SubscriptionPlanMutation,
+        InvoiceMutation,
     ),
 )
 Subscription = merge_types("Subscription", (JobSubscription, FailoverSessionSubscription))

@@ -1,0 +1,1 @@
+"""GraphQL for billing: subscription plans and their assignment (plans.py), invoices."""
