@@ -19,6 +19,7 @@ from app.graphql.jobs.types import JobType
 from app.graphql.pagination import Connection, paginate
 from app.graphql.permissions import guard
 from app.graphql.tenancy.mutations import DeletePayload
+from app.graphql.workloads.filters import in_place
 from app.models import DiscoveryKind, DiscoveryRule
 from app.services import discovery
 
@@ -148,14 +149,7 @@ class DiscoveryQuery:
     ) -> Connection[DiscoveryRuleType] | None:
         query = DiscoveryRule.filter(discovery.rule_q(principal(info)))
         if filter is not None:
-            if filter.company_id:
-                query = query.filter(
-                    company_id=pk_of(filter.company_id, "Company", "filter.companyId")
-                )
-            if filter.location_id:
-                query = query.filter(
-                    location_id=pk_of(filter.location_id, "Location", "filter.locationId")
-                )
+            query = in_place(query, filter.company_id, filter.location_id)
             if filter.kind is not None:
                 query = query.filter(kind=DiscoveryKind(filter.kind))
         return await paginate(query, first, after, DiscoveryRuleType.from_row)

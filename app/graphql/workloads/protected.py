@@ -16,9 +16,10 @@ from app.authz.capabilities import PROTECTED_DATA
 from app.authz.matrix import Action
 from app.graphql.common import principal
 from app.graphql.context import Context
-from app.graphql.ids import pk_of, to_global_id
+from app.graphql.ids import to_global_id
 from app.graphql.pagination import Connection, paginate
 from app.graphql.permissions import guard
+from app.graphql.workloads.filters import in_place
 from app.models.inventory import ManagedComputer
 from app.services import monitoring, workloads
 from app.services.monitoring import RpoStatus
@@ -97,14 +98,7 @@ class ProtectedDataQuery:
         cutoff = monitoring.rpo_cutoff()
         query = ManagedComputer.filter(workloads.computer_q(principal(info)))
         if filter is not None:
-            if filter.company_id:
-                query = query.filter(
-                    company_id=pk_of(filter.company_id, "Company", "filter.companyId")
-                )
-            if filter.location_id:
-                query = query.filter(
-                    location_id=pk_of(filter.location_id, "Location", "filter.locationId")
-                )
+            query = in_place(query, filter.company_id, filter.location_id)
             if filter.rpo_status is not None:
                 query = query.filter(monitoring.rpo_q(RpoStatus(filter.rpo_status), cutoff))
         page = query.select_related("company", "location").annotate(protected_jobs=PROTECTED_JOBS)
