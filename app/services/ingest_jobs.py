@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from tortoise.models import Model
+
 from app.authz.capabilities import JOB_FUNCTIONALITY
 from app.models import BackupJob, BackupJobSession, RestorePoint
 from app.models.backups import BackupJobKind, JobRunState, SessionResult, TargetKind
@@ -255,6 +257,32 @@ def _differs(row: Row, values: dict[str, Any]) -> bool:
     return any(_db(row[f]) != _db(v) for f, v in values.items())
 
 
+async def _stored(
+    model: type[Model],
+    parent: str,
+    parent_ids: set[int],
+    kept: list[tuple[int, Record]],
+    fields: tuple[str, ...],
+) -> dict[tuple[Any, Any], Row]:
+    """The stored rows the kept records name, by (parent id, uid): a uid is unique under its
+    parent (a session under its job, a restore point under its computer)."""
+    rows = await model.filter(
+        **{f"{parent}__in": parent_ids}, uid__in={r["uid"] for _, r in kept}
+    ).values("id", parent, "uid", *fields)
+    return {(row[parent], row["uid"]): row for row in rows}
+
+
+async def _update_rows(
+    table: str, fields: tuple[str, ...], changed: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """Sets `fields` of each (id, values) in `changed`, in one batched statement."""
+    sets = ", ".join(f"{f} = ?" for f in fields)
+    await execute_many(
+        f"UPDATE {table} SET {sets} WHERE id = ?",
+        [[*(_db(values[f]) for f in fields), row_id] for row_id, values in changed],
+    )
+
+
 async def _bind_subtenants(run: Run, bindings: dict[int, int | None]) -> None:
     """A computer whose agent job backs up to a Subtenant's account is that Subtenant's."""
     by_id = {c["id"]: c for c in run.computers.values()}
@@ -295,12 +323,10 @@ async def sessions(run: Run) -> None:
     if not kept:
         return
     job_ids = {run.jobs[r["job"]]["id"] for _, r in kept}
-    rows = await BackupJobSession.filter(
-        job_id__in=job_ids, uid__in={r["uid"] for _, r in kept}
-    ).values("id", "job_id", "uid", *SESSION_FIELDS)
-    existing = {(row["job_id"], row["uid"]): row for row in rows}
+    existing = await _stored(BackupJobSession, "job_id", job_ids, kept, SESSION_FIELDS)
     deltas = rollup_counts.RollupDeltas()
-    new, updates = [], []
+    new: list[BackupJobSession] = []
+    updates: list[tuple[int, dict[str, Any]]] = []
     newest: dict[int, Row] = {}
     for _, r in kept:
         job = run.jobs[r["job"]]
@@ -324,7 +350,7 @@ async def sessions(run: Run) -> None:
         ):
             continue  # a late "running" report of a finished session
         elif _differs(row, values):
-            updates.append([*(_db(values[f]) for f in SESSION_FIELDS), row["id"]])
+            updates.append((row["id"], values))
             deltas.change(_contribution(run, row), _contribution(run, values))
         else:
             continue
@@ -333,8 +359,7 @@ async def sessions(run: Run) -> None:
             newest[job["id"]] = values
     if new:
         await BackupJobSession.bulk_create(new)
-    sets = ", ".join(f"{f} = ?" for f in SESSION_FIELDS)
-    await execute_many(f"UPDATE backup_job_sessions SET {sets} WHERE id = ?", updates)
+    await _update_rows("backup_job_sessions", SESSION_FIELDS, updates)
     await rollup_counts.apply(deltas)
     await _last_runs(run, newest)
 
@@ -376,11 +401,9 @@ async def restore_points(run: Run) -> None:
     if not kept:
         return
     computer_ids = {run.computers[r["computer"]]["id"] for _, r in kept}
-    rows = await RestorePoint.filter(
-        computer_id__in=computer_ids, uid__in={r["uid"] for _, r in kept}
-    ).values("id", "computer_id", "uid", *POINT_FIELDS)
-    existing = {(row["computer_id"], row["uid"]): row for row in rows}
-    new, updates = [], []
+    existing = await _stored(RestorePoint, "computer_id", computer_ids, kept, POINT_FIELDS)
+    new: list[RestorePoint] = []
+    updates: list[tuple[int, dict[str, Any]]] = []
     added: dict[int, int] = {}
     for _, r in kept:
         computer = run.computers[r["computer"]]
@@ -397,15 +420,14 @@ async def restore_points(run: Run) -> None:
             )
             added[computer["id"]] = added.get(computer["id"], 0) + 1
         elif _differs(row, values):
-            updates.append([*(_db(values[f]) for f in POINT_FIELDS), row["id"]])
+            updates.append((row["id"], values))
         latest = computer["last_restore_point_at"]
         if latest is None or r["created_at"] > latest:
             computer["last_restore_point_at"] = r["created_at"]
             added.setdefault(computer["id"], 0)
     if new:
         await RestorePoint.bulk_create(new)
-    sets = ", ".join(f"{f} = ?" for f in POINT_FIELDS)
-    await execute_many(f"UPDATE restore_points SET {sets} WHERE id = ?", updates)
+    await _update_rows("restore_points", POINT_FIELDS, updates)
     by_id = {c["id"]: c for c in run.computers.values()}
     await execute_many(
         "UPDATE managed_computers SET restore_point_count = restore_point_count + ?,"
