@@ -108,6 +108,19 @@ class Settings:
     hv_sim_fail_rate: float = 0.0
     hv_sim_seed: int = 0
     hv_sim_fail_pattern: str = "*-fail"
+    # Notifications (app.services.outbox): SMTP; without a host (the embedded defaults) e-mails
+    # are written as .eml files under data_dir()/outbox/. Webhooks are signed with the secret of
+    # their endpoint, or this one ("" derives it from secret_key). The delivery sweep
+    # (outbox.deliver): off in Settings built by code, every 15 s from load_settings unless
+    # TENANTRY_SCHEDULE_OUTBOX="".
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "Tenantry <tenantry@localhost>"
+    smtp_starttls: bool = True
+    webhook_secret: str = ""
+    schedule_outbox: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -232,6 +245,14 @@ def load_settings() -> Settings:
         hv_sim_fail_pattern=os.environ.get(
             "TENANTRY_HV_SIM_FAIL_PATTERN", Settings.hv_sim_fail_pattern
         ),
+        smtp_host=os.environ.get("TENANTRY_SMTP_HOST", Settings.smtp_host),
+        smtp_port=_int("TENANTRY_SMTP_PORT", Settings.smtp_port),
+        smtp_user=os.environ.get("TENANTRY_SMTP_USER", Settings.smtp_user),
+        smtp_password=os.environ.get("TENANTRY_SMTP_PASSWORD", Settings.smtp_password),
+        smtp_from=os.environ.get("TENANTRY_SMTP_FROM", Settings.smtp_from),
+        smtp_starttls=_bool("TENANTRY_SMTP_STARTTLS", Settings.smtp_starttls),
+        webhook_secret=os.environ.get("TENANTRY_WEBHOOK_SECRET", Settings.webhook_secret),
+        schedule_outbox=os.environ.get("TENANTRY_SCHEDULE_OUTBOX", "* * * * * */15"),
     )
     settings.validate()
     return settings

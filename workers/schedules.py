@@ -22,6 +22,7 @@ RECOVERY = "jobs.recover"
 PURGE = "maintenance.purge"
 DISCOVERY = "discovery.due"  # starts the discovery rules whose own schedule is due
 LICENSING = "licensing.collect"  # license usage of the month, recounted daily
+OUTBOX = "outbox.deliver"  # notifications waiting in the outbox (e-mail, webhooks)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +97,8 @@ def default_schedules(settings: Settings | None = None) -> list[Schedule]:
         schedules.append(
             Schedule(DISCOVERY, settings.schedule_discovery.strip(), call=_discovery_due)
         )
+    if settings.schedule_outbox.strip():
+        schedules.append(Schedule(OUTBOX, settings.schedule_outbox.strip(), job_kind=OUTBOX))
     schedules.extend(parse_extra(entry) for entry in settings.schedules_extra)
     names = [s.name for s in schedules]
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -13,6 +13,7 @@ from app.jobs import (
     file_restore,
     licensing,
     maintenance,
+    outbox,
 )
 
 # Workers refuse removing a location that still holds workloads, like the API.
@@ -27,4 +28,5 @@ __all__ = [
     "file_restore",
     "licensing",
     "maintenance",
+    "outbox",
 ]
