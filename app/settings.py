@@ -101,6 +101,12 @@ class Settings:
     # The sweep that starts scheduled discovery rules when due: off in Settings built by code
     # (tests), every minute from load_settings unless TENANTRY_SCHEDULE_DISCOVERY="".
     schedule_discovery: str = ""
+    # Billing (workers/schedules.py): the daily run generating the invoices that are due
+    # (billing.run) and the daily overdue marking (billing.overdue); off in Settings built by
+    # code (tests), "0 1 * * *" and "0 2 * * *" from load_settings unless
+    # TENANTRY_SCHEDULE_BILLING="" / TENANTRY_SCHEDULE_OVERDUE="".
+    schedule_billing: str = ""
+    schedule_overdue: str = ""
     # Hypervisor (app.integrations.hypervisor) for failover plans: the driver, and the
     # simulator's boot time, failure rate (by seed) and the VM names (fnmatch) it fails.
     hypervisor_driver: str = "simulator"
@@ -234,6 +240,8 @@ def load_settings() -> Settings:
             "TENANTRY_AGENT_SIM_FAIL_PATTERN", Settings.agent_sim_fail_pattern
         ),
         schedule_discovery=os.environ.get("TENANTRY_SCHEDULE_DISCOVERY", "* * * * *"),
+        schedule_billing=os.environ.get("TENANTRY_SCHEDULE_BILLING", "0 1 * * *"),
+        schedule_overdue=os.environ.get("TENANTRY_SCHEDULE_OVERDUE", "0 2 * * *"),
         hypervisor_driver=os.environ.get("TENANTRY_HYPERVISOR_DRIVER", Settings.hypervisor_driver),
         hv_sim_boot_seconds=float(
             os.environ.get("TENANTRY_HV_SIM_BOOT_SECONDS", Settings.hv_sim_boot_seconds)

@@ -85,6 +85,8 @@ def _start(namespace: str, lease_seconds: int) -> subprocess.Popen[bytes]:
         "TENANTRY_SCHEDULE_PURGE": "",
         "TENANTRY_SCHEDULE_LICENSING": "",
         "TENANTRY_SCHEDULE_DISCOVERY": "",
+        "TENANTRY_SCHEDULE_BILLING": "",
+        "TENANTRY_SCHEDULE_OVERDUE": "",
         "TENANTRY_SCHEDULE_OUTBOX": "",
         "TENANTRY_SCHEDULES": f"ping|* * * * * *|{KIND}",
         "TENANTRY_SCHEDULER_LEASE": str(lease_seconds),

@@ -22,6 +22,8 @@ RECOVERY = "jobs.recover"
 PURGE = "maintenance.purge"
 DISCOVERY = "discovery.due"  # starts the discovery rules whose own schedule is due
 LICENSING = "licensing.collect"  # license usage of the month, recounted daily
+BILLING = "billing.run"  # the invoices that are due, generated daily
+OVERDUE = "billing.overdue"  # unpaid invoices past their due date, marked daily
 OUTBOX = "outbox.deliver"  # notifications waiting in the outbox (e-mail, webhooks)
 
 
@@ -82,7 +84,8 @@ def parse_extra(entry: str) -> Schedule:
 
 def default_schedules(settings: Settings | None = None) -> list[Schedule]:
     """The schedules in force: the recovery sweep, the hourly purge, the daily license count,
-    and any extra ones. An empty cron expression in the settings turns a schedule off."""
+    the daily billing run and overdue marking, and any extra ones. An empty cron expression
+    in the settings turns a schedule off."""
     settings = settings or get_settings()
     schedules: list[Schedule] = []
     if settings.schedule_recovery.strip():
@@ -93,6 +96,10 @@ def default_schedules(settings: Settings | None = None) -> list[Schedule]:
         schedules.append(
             Schedule(LICENSING, settings.schedule_licensing.strip(), job_kind=LICENSING)
         )
+    if settings.schedule_billing.strip():
+        schedules.append(Schedule(BILLING, settings.schedule_billing.strip(), job_kind=BILLING))
+    if settings.schedule_overdue.strip():
+        schedules.append(Schedule(OVERDUE, settings.schedule_overdue.strip(), job_kind=OVERDUE))
     if settings.schedule_discovery.strip():
         schedules.append(
             Schedule(DISCOVERY, settings.schedule_discovery.strip(), call=_discovery_due)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from app.jobs import (
     audit_export,
     backup_report,
+    billing,
     diagnostics,
     discovery,
     failover,
@@ -22,6 +23,7 @@ from app.services import workloads as _workloads  # noqa: F401
 __all__ = [
     "audit_export",
     "backup_report",
+    "billing",
     "diagnostics",
     "discovery",
     "failover",
