@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from app.auth.authenticate import principal_for_bearer
+from app.authz.principal import Principal
 from app.errors import Conflict, NotFound, TenantryError, Unauthenticated
 from app.graphql.context import bearer_from
 from app.graphql.ids import pk_of
@@ -26,17 +27,22 @@ STATUS = {
 }
 
 
-def _error(exc: TenantryError) -> JSONResponse:
+def error_response(exc: TenantryError) -> JSONResponse:
     body = {"errors": [{"message": exc.message, "extensions": exc.extensions}]}
     return JSONResponse(body, status_code=STATUS.get(exc.code, 500))
 
 
+async def request_principal(request: Request) -> Principal:
+    """The caller of a download, from the same bearer credential as the API."""
+    credential = bearer_from(request)
+    if credential is None:
+        raise Unauthenticated("send 'Authorization: Bearer <token>'")
+    return await principal_for_bearer(credential)
+
+
 async def download_export(request: Request) -> Response:
     try:
-        credential = bearer_from(request)
-        if credential is None:
-            raise Unauthenticated("send 'Authorization: Bearer <token>'")
-        principal = await principal_for_bearer(credential)
+        principal = await request_principal(request)
         job = await job_in_scope(principal, pk_of(request.path_params["job_id"], "Job"))
         if job.kind != AUDIT_LOG_EXPORT.name:
             raise NotFound("export")
@@ -46,5 +52,5 @@ async def download_export(request: Request) -> Response:
         if not path.is_file():
             raise NotFound("export file (removed by maintenance?)")
     except TenantryError as exc:
-        return _error(exc)
+        return error_response(exc)
     return FileResponse(path, media_type="text/csv", filename=f"audit-log-{job.id}.csv")

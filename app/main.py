@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from tortoise.connection import get_connection
 from tortoise.contrib.starlette import RegisterTortoise
 
+from app.billing_http import routes as billing_routes
 from app.db import connection_name, tortoise_config
 from app.downloads import download_export
 from app.graphql.app import TenantryGraphQL
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, manage_orm: bool = True) -> 
         Route("/metrics", metrics, methods=["GET"]),
         Route("/exports/{job_id}", download_export, methods=["GET"]),
         *ingest_routes,
+        *billing_routes,
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     middleware = [

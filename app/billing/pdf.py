@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -127,15 +127,21 @@ def latin1(text: str) -> str:
 
 
 def currency_digits(currency: str) -> int:
+    """The currency's minor units (2 for a code the money module does not know)."""
     try:
         return minor_units(currency)
     except BadInput:
         return 2
 
 
+def in_minor_units(value: Decimal, currency: str) -> Decimal:
+    """`value` rounded half-up (the money module's rule) to the currency's minor units."""
+    return Decimal(value).quantize(Decimal(1).scaleb(-currency_digits(currency)), ROUND_HALF_UP)
+
+
 def money(value: Decimal, currency: str) -> str:
     """1234.5 EUR → '1,234.50'; JPY without decimals, BHD with three."""
-    return f"{Decimal(value):,.{currency_digits(currency)}f}"
+    return f"{in_minor_units(value, currency):,}"
 
 
 def number(value: Decimal | None, at_least: int = 0) -> str:
