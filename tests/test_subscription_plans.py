@@ -4,6 +4,7 @@ NOT_FOUND), the matrix for every principal from the engine, audit, and query cou
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from app.models.billing import (
     SubscriptionPlan,
 )
 from app.services import subscription_plans
+from tests.conftest import ON_POSTGRES
 from tests.permission_cases import outcome, subjects
 from tests.querycount import count_queries
 from tests.test_allocations import code, gid
@@ -605,3 +607,43 @@ async def test_a_page_of_plans_costs_the_same_whatever_its_size(world, gql) -> N
     assert [n["assignedCustomerCount"] for n in nodes] == [1, 1, 1] + [0] * 9
     assert large.count == small.count, f"{small}\n{large}"
     assert len(large.matching("plan_rates")) == 1 and len(large.matching("plan_assignments")) == 1
+
+
+# --- concurrency (PostgreSQL) ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="concurrent transactions need PostgreSQL")
+async def test_concurrent_assignments_and_removals(world) -> None:
+    from app.errors import Conflict, NotFound
+    from app.services.actor import Actor
+
+    actor = Actor(await principal_for_bearer(world.token(*R1_ADMIN)))
+    a2 = world.orgs["A2"]
+
+    async def run(coro: Any) -> str:
+        try:
+            await coro
+            return "ok"
+        except (Conflict, NotFound) as exc:
+            return exc.code
+
+    for round_ in range(5):
+        # Two first assignments of one customer: both succeed, one after the other.
+        await PlanAssignment.filter(customer_id=a2.id).delete()
+        plans = [await make_plan(world.orgs["R1"], f"r{round_}p{i}") for i in range(2)]
+        results = await asyncio.gather(
+            *(run(subscription_plans.assign(actor, a2.id, p.id, date(2026, 1, 1))) for p in plans)
+        )
+        assert results == ["ok", "ok"]
+        rows = await PlanAssignment.filter(customer_id=a2.id).values_list("plan_id", flat=True)
+        assert len(rows) == 1 and rows[0] in {p.id for p in plans}
+        # Removing a plan while it is being assigned: one of them wins, never both.
+        spare = await make_plan(world.orgs["R1"], f"r{round_}spare")
+        results = await asyncio.gather(
+            run(subscription_plans.delete(actor, spare.id)),
+            run(subscription_plans.assign(actor, a2.id, spare.id)),
+        )
+        assert sorted(results) in (["NOT_FOUND", "ok"], ["CONFLICT", "ok"]), results
+        exists = await SubscriptionPlan.filter(id=spare.id).exists()
+        billed = await PlanAssignment.filter(plan_id=spare.id).exists()
+        assert exists == billed, results

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -33,28 +32,25 @@ from app.authz import scope
 from app.authz.capabilities import SUBSCRIPTION_PLANS
 from app.authz.matrix import Action
 from app.authz.principal import Principal, Target
-from app.billing import money
 from app.billing.pricing import RateSpec
 from app.db import connection_name
 from app.errors import BadInput, Conflict, Forbidden, NotFound
 from app.models import Organization
 from app.models.billing import (
     BillingItem,
-    InvoiceType,
     PlanAssignment,
     PlanRate,
     StorageMode,
     SubscriptionPlan,
-    TaxType,
 )
 from app.models.tenancy import OrgKind
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.guards import require
+from app.services.plan_inputs import PlanInput, RateInput, check_tax, clean_plan, clean_rates
 
-PLACES = Decimal("0.0001")  # every stored amount and percentage has 4 decimal places
-MAX_AMOUNT = Decimal("9999999999.9999")  # DECIMAL(14, 4)
-HUNDRED = Decimal(100)
+__all__ = ["PlanInput", "RateInput"]  # the service's input types (validated in plan_inputs)
+
 CUSTOMER_KINDS = (OrgKind.COMPANY, OrgKind.RESELLER)
 
 
@@ -97,166 +93,11 @@ async def plan_in_scope(
 ) -> SubscriptionPlan:
     query = SubscriptionPlan.filter(plan_q(p), id=pk).select_related("owner")
     if lock:
-        query = query.select_for_update(of=("self",))
+        query = query.select_for_update(of=("subscription_plans",))
     plan = await query.first()
     if plan is None:
         raise NotFound("subscription plan", field=field)
     return plan
-
-
-# --- validation ---------------------------------------------------------------------------
-
-
-def _text(value: str, field: str, limit: int, *, required: bool) -> str:
-    value = value.strip()
-    if required and not value:
-        raise BadInput("a value is required", field=field)
-    if len(value) > limit:
-        raise BadInput(f"longer than {limit} characters", field=field)
-    return value
-
-
-def clean_decimal(
-    value: Decimal | str | int, field: str, low: Decimal = Decimal(0), high: Decimal = MAX_AMOUNT
-) -> Decimal:
-    """A finite number from `low` to `high` with at most 4 decimal places, stored with 4."""
-    try:
-        number = Decimal(value)
-    except (InvalidOperation, ValueError, TypeError):
-        raise BadInput("not a number", field=field) from None
-    if not number.is_finite():
-        raise BadInput("not a finite number", field=field)
-    if not low <= number <= high:
-        raise BadInput(f"must be from {low} to {high}", field=field)
-    quantized = number.quantize(PLACES)
-    if quantized != number:
-        raise BadInput("at most 4 decimal places", field=field)
-    return quantized
-
-
-def clean_currency(value: str, field: str = "input.currency") -> str:
-    """An accepted ISO 4217 code, exactly as written (three upper-case letters)."""
-    try:
-        money.minor_units(value)
-    except BadInput as exc:
-        raise BadInput(exc.message, field=field) from None
-    return value
-
-
-def _int(value: int, field: str, low: int, high: int) -> int:
-    if not low <= value <= high:
-        raise BadInput(f"must be from {low} to {high}", field=field)
-    return value
-
-
-@dataclass(frozen=True)
-class PlanInput:
-    """The plan's own fields; None leaves a field as it is (edits) or takes the default."""
-
-    name: str | None = None
-    description: str | None = None
-    currency: str | None = None
-    tax_type: TaxType | None = None
-    tax_rate_percent: Decimal | None = None
-    discount_percent: Decimal | None = None
-    billing_day: int | None = None
-    due_days: int | None = None
-    invoice_type: InvoiceType | None = None
-
-
-def _clean_plan(data: PlanInput) -> dict[str, Any]:
-    """The given fields, validated, by model field name."""
-    out: dict[str, Any] = {}
-    if data.name is not None:
-        out["name"] = _text(data.name, "input.name", 200, required=True)
-    if data.description is not None:
-        out["description"] = _text(data.description, "input.description", 1000, required=False)
-    if data.currency is not None:
-        out["currency"] = clean_currency(data.currency)
-    if data.tax_type is not None:
-        out["tax_type"] = TaxType(data.tax_type)
-    if data.tax_rate_percent is not None:
-        out["tax_rate_percent"] = clean_decimal(
-            data.tax_rate_percent, "input.taxRatePercent", high=HUNDRED
-        )
-    if data.discount_percent is not None:
-        out["discount_percent"] = clean_decimal(
-            data.discount_percent, "input.discountPercent", high=HUNDRED
-        )
-    if data.billing_day is not None:
-        out["billing_day"] = _int(data.billing_day, "input.billingDay", 1, 28)
-    if data.due_days is not None:
-        out["due_days"] = _int(data.due_days, "input.dueDays", 0, 365)
-    if data.invoice_type is not None:
-        out["invoice_type"] = InvoiceType(data.invoice_type)
-    return out
-
-
-def _check_tax(plan: SubscriptionPlan) -> None:
-    if plan.tax_type is TaxType.NONE and Decimal(plan.tax_rate_percent) != 0:
-        raise BadInput("a tax rate needs a tax type (VAT, GST or SALES_TAX)", field="input.taxType")
-
-
-@dataclass(frozen=True)
-class RateInput:
-    """One billed item. `rate` None: not billed. The storage settings are for
-    CLOUD_STORAGE_GB only: ALLOCATED bills the quota given, CONSUMED the space used in blocks
-    of `block_gb`, rounded up to whole blocks when `round_up`."""
-
-    item: BillingItem
-    rate: Decimal | None = None
-    free_allowance: Decimal = Decimal(0)
-    storage_mode: StorageMode | None = None
-    block_gb: int | None = None
-    round_up: bool | None = None
-
-
-def clean_rates(rates: Sequence[RateInput], prefix: str = "input.rates") -> list[dict[str, Any]]:
-    """The whole list, validated item by item; the first error names its field."""
-    seen: set[BillingItem] = set()
-    out: list[dict[str, Any]] = []
-    for i, r in enumerate(rates):
-        at = f"{prefix}.{i}"
-        item = BillingItem(r.item)
-        if item in seen:
-            raise BadInput(f"{item.value} is listed twice", field=f"{at}.item")
-        seen.add(item)
-        row: dict[str, Any] = {
-            "item": item,
-            "rate": None if r.rate is None else clean_decimal(r.rate, f"{at}.rate"),
-            "free_allowance": clean_decimal(r.free_allowance, f"{at}.freeAllowance"),
-            "storage_mode": StorageMode.ALLOCATED,
-            "block_gb": 1,
-            "round_up": False,
-        }
-        storage = (
-            ("storage_mode", "storageMode"),
-            ("block_gb", "blockGb"),
-            ("round_up", "roundUp"),
-        )
-        if item is not BillingItem.CLOUD_STORAGE_GB:
-            for name, label in storage:
-                if getattr(r, name) is not None:
-                    raise BadInput(
-                        f"{label} applies to CLOUD_STORAGE_GB only", field=f"{at}.{label}"
-                    )
-        else:
-            mode = StorageMode(r.storage_mode or StorageMode.ALLOCATED)
-            row["storage_mode"] = mode
-            if mode is StorageMode.ALLOCATED:
-                if r.block_gb not in (None, 1):
-                    raise BadInput("blocks apply to CONSUMED storage only", field=f"{at}.blockGb")
-                if r.round_up:
-                    raise BadInput(
-                        "rounding applies to CONSUMED storage only", field=f"{at}.roundUp"
-                    )
-            else:
-                row["block_gb"] = _int(
-                    1 if r.block_gb is None else r.block_gb, f"{at}.blockGb", 1, 1_000_000
-                )
-                row["round_up"] = bool(r.round_up)
-        out.append(row)
-    return out
 
 
 async def _name_free(owner: int, name: str, plan_id: int | None = None) -> None:
@@ -295,8 +136,8 @@ async def create(
         raise BadInput(
             "a value is required", field="input.name" if data.name is None else "input.currency"
         )
-    plan.update_from_dict(_clean_plan(data))
-    _check_tax(plan)
+    plan.update_from_dict(clean_plan(data))
+    check_tax(plan)
     rows = clean_rates(rates) if rates is not None else []
     async with audited(actor, "subscriptionPlanCreate", "SubscriptionPlan", "", owner.id) as entry:
         await _name_free(owner.id, plan.name)
@@ -324,14 +165,14 @@ async def update(actor: Actor, plan_id: int, data: PlanInput) -> SubscriptionPla
     require(p, SUBSCRIPTION_PLANS, Action.UPDATE)
     plan = await plan_in_scope(p, plan_id, "input.id")
     require(p, SUBSCRIPTION_PLANS, Action.UPDATE, plan_target(plan))
-    changes = _clean_plan(data)
+    changes = clean_plan(data)
     async with audited(
         actor, "subscriptionPlanUpdate", "SubscriptionPlan", plan.id, plan.owner.id
     ) as entry:
         plan = await plan_in_scope(p, plan_id, "input.id", lock=True)
         before = _plan_detail(plan)
         plan.update_from_dict(changes)
-        _check_tax(plan)
+        check_tax(plan)
         if "name" in changes:
             await _name_free(plan.owner.id, plan.name, plan.id)
         try:
@@ -418,8 +259,11 @@ async def assign(
             field="input.customerId",
         )
     async with audited(actor, "planAssign", "PlanAssignment", "", plan.owner.id) as entry:
+        # The plan row (against a concurrent removal), then the customer's (two assignments of
+        # one customer queue: the second finds the first's row and changes it).
         plan = await plan_in_scope(p, plan_id, "input.planId", lock=True)
-        row = await PlanAssignment.filter(customer_id=customer.id).select_for_update().first()
+        await Organization.filter(id=customer.id).select_for_update().first()
+        row = await PlanAssignment.filter(customer_id=customer.id).first()
         previous = None
         if row is None:
             start = billing_start or datetime.now(UTC).date()
