@@ -362,3 +362,29 @@ async def test_recipient_roles_come_from_the_matrix() -> None:
             grants = matrix.grants(name)
             assert Action.READ in grants[next(k for k in grants if k.value == "INVOICES")].actions
         assert len(roles) == 2, (portal, roles)
+
+
+async def test_chargeback_reports_in_the_enterprise_edition(db, client, use_settings) -> None:
+    from tests.factories import build_world
+
+    use_settings(edition="enterprise")
+    world = await build_world()
+    report = await make_invoice(
+        world, kind=InvoiceKind.CHARGEBACK, type=InvoiceType.SUMMARY, state=InvoiceState.INFORMATION
+    )
+    url = f"/invoices/{to_global_id('Invoice', report.id)}.pdf"
+    statuses = {}
+    for role in ("Department Owner", "Chargeback Auditor", "Department Administrator"):
+        headers = {"Authorization": f"Bearer {world.token('A1', role)}"}
+        statuses[role] = (await client.get(url, headers=headers)).status_code
+    assert statuses == {
+        "Department Owner": 200,
+        "Chargeback Auditor": 200,
+        "Department Administrator": 403,  # "N/A" on the Chargeback Reports row
+    }
+    assert await invoice_notifications.notify_issued(report) == 2
+    recipients = await OutboxMessage.all().order_by("id").values_list("recipient", flat=True)
+    assert recipients == [
+        world.user("A1", "Department Owner").email,
+        world.user("A1", "Chargeback Auditor").email,
+    ]
