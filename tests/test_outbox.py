@@ -214,6 +214,39 @@ async def test_email_without_smtp_host_is_written_to_the_outbox_folder(db, data_
     assert await OutboxDelivery.all().count() == 1
 
 
+async def test_an_invoice_pdf_is_rendered_once_per_batch_for_all_its_recipients(
+    db, data_dir, monkeypatch
+) -> None:
+    invoice = await make_invoice()
+    calls: list[object] = []
+    real = outbox.ATTACHMENT_RENDERERS["invoice_pdf"]
+
+    async def counting(ref: object) -> tuple[str, str, bytes]:
+        calls.append(ref)
+        return await real(ref)
+
+    monkeypatch.setitem(outbox.ATTACHMENT_RENDERERS, "invoice_pdf", counting)
+    for user in ("owner", "auditor"):
+        await outbox.enqueue(
+            OutboxChannel.EMAIL,
+            f"{user}@example.test",
+            "Invoice",
+            "Body",
+            f"i-{user}",
+            attachments={"invoice_pdf": invoice.id},
+        )
+    assert (await outbox.deliver_due("w1"))["sent"] == 2
+    assert calls == [invoice.id]
+    files = sorted((data_dir / "outbox").glob("*.eml"))
+    pdfs = [
+        next(
+            email.message_from_bytes(f.read_bytes(), policy=email.policy.default).iter_attachments()
+        ).get_content()
+        for f in files
+    ]
+    assert len(pdfs) == 2 and pdfs[0] == pdfs[1]
+
+
 class SmtpStub(socketserver.StreamRequestHandler):
     """Just enough SMTP for smtplib: EHLO, MAIL, RCPT, DATA, QUIT. The server's `data_reply`
     is the answer to the end of DATA (e.g. 451 to fail the attempt)."""

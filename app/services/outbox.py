@@ -70,6 +70,8 @@ LEASE = timedelta(minutes=2)  # longer than any transport timeout below
 SMTP_TIMEOUT = 30
 WEBHOOK_TIMEOUT = 10
 
+# Attachments rendered during one delivery batch: (kind, reference) → (name, MIME type, bytes).
+Rendered = dict[tuple[str, str], tuple[str, str, bytes]]
 SecretSource = Callable[[str], Awaitable[str | None]]
 SECRET_SOURCES: dict[str, SecretSource] = {}
 
@@ -211,14 +213,17 @@ def backoff(attempt: int) -> timedelta:
 async def deliver_due(worker_id: str, now: datetime | None = None, limit: int = 100) -> dict:
     """Claim and deliver due messages; counts of sent, retried and failed ones."""
     counts = {"sent": 0, "retry": 0, "failed": 0, "lost": 0}
+    rendered: Rendered = {}  # an invoice's owner and auditors get one rendering per batch
     for message_id in await _candidates(now or utcnow(), limit):
         claim = await _claim(message_id, now or utcnow())
         if claim is not None:
-            counts[await deliver(claim, worker_id, now)] += 1
+            counts[await deliver(claim, worker_id, now, rendered)] += 1
     return counts
 
 
-async def deliver(claim: Claim, worker_id: str, now: datetime | None = None) -> str:
+async def deliver(
+    claim: Claim, worker_id: str, now: datetime | None = None, rendered: Rendered | None = None
+) -> str:
     """Send one claimed message and write the outcome: 'sent', 'retry', 'failed' or 'lost'
     (the lease ran out and another worker claimed it since: nothing is sent or written)."""
     mine = {"id": claim.message_id, "state": OutboxState.SENDING, "lease_until": claim.lease_until}
@@ -228,7 +233,7 @@ async def deliver(claim: Claim, worker_id: str, now: datetime | None = None) -> 
     started = time.monotonic()
     ok, status, error = True, "", None
     try:
-        status = await send(message)
+        status = await send(message, rendered)
     except Exception as exc:  # every failure is an attempt that failed, logged below
         ok = False
         status = exc.status if isinstance(exc, DeliveryError) else ""
@@ -265,10 +270,10 @@ async def deliver(claim: Claim, worker_id: str, now: datetime | None = None) -> 
 # --- transports -------------------------------------------------------------------------------
 
 
-async def send(message: OutboxMessage) -> str:
+async def send(message: OutboxMessage, rendered: Rendered | None = None) -> str:
     """Deliver through the message's channel; the transport's status (raises on failure)."""
     if message.channel is OutboxChannel.EMAIL:
-        return await send_email(message)
+        return await send_email(message, rendered)
     if message.channel is OutboxChannel.WEBHOOK:
         return await send_webhook(message)
     raise DeliveryError(f"unknown channel {message.channel}")
@@ -290,7 +295,7 @@ ATTACHMENT_RENDERERS: dict[str, Callable[[Any], Awaitable[tuple[str, str, bytes]
 }
 
 
-async def build_email(message: OutboxMessage) -> EmailMessage:
+async def build_email(message: OutboxMessage, rendered: Rendered | None = None) -> EmailMessage:
     settings = get_settings()
     email = EmailMessage()
     email["From"] = settings.smtp_from
@@ -304,7 +309,11 @@ async def build_email(message: OutboxMessage) -> EmailMessage:
         renderer = ATTACHMENT_RENDERERS.get(kind)
         if renderer is None:
             raise DeliveryError(f"unknown attachment {kind!r}")
-        filename, mime, data = await renderer(ref)
+        cache = rendered if rendered is not None else {}
+        key = (kind, json.dumps(ref, sort_keys=True))
+        if key not in cache:
+            cache[key] = await renderer(ref)
+        filename, mime, data = cache[key]
         maintype, _, subtype = mime.partition("/")
         email.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return email
@@ -340,8 +349,8 @@ def _smtp_send(email: EmailMessage) -> str:
     return "250"
 
 
-async def send_email(message: OutboxMessage) -> str:
-    email = await build_email(message)
+async def send_email(message: OutboxMessage, rendered: Rendered | None = None) -> str:
+    email = await build_email(message, rendered)
     if not get_settings().smtp_host:
         path = outbox_dir() / f"{message.id}.eml"
         await asyncio.to_thread(_write_eml, path, email.as_bytes())
