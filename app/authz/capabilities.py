@@ -347,6 +347,27 @@ SUBSCRIPTION_PLANS = Capability(
 )
 
 
+# Alarms (the alarms issue): the Active alarms row; configuring them is a configuration task of
+# a company (seed 003 and 002 list alarms among the configuration tasks) and an Active alarms
+# task of the provider's and resellers' staff (whose Configuration row does not list them).
+ALARMS = Capability(
+    "alarm",
+    "triggered alarms and their history",
+    _everywhere(F.ACTIVE_ALARMS),
+    # Acknowledged and resolved (UPDATE); raised and removed only by the evaluation.
+    actions={portal: frozenset({Action.READ, Action.UPDATE}) for portal in Portal},
+)
+ALARM_SETTINGS = Capability(
+    "alarm_settings",
+    "alarm templates, notification settings, webhooks and maintenance windows",
+    {
+        Portal.RESELLER: F.ACTIVE_ALARMS,
+        Portal.CLIENT: F.CONFIGURATION,
+        Portal.ENTERPRISE: F.CONFIGURATION,
+    },
+)
+
+
 ALL: tuple[Capability, ...] = (
     PROVIDER,
     RESELLERS,
@@ -378,6 +399,8 @@ ALL: tuple[Capability, ...] = (
     FAILOVER_SCRIPTS,
     INVOICES,
     SUBSCRIPTION_PLANS,
+    ALARMS,
+    ALARM_SETTINGS,
     *SERVER_CAPABILITIES.values(),
     *BACKUP_JOBS.values(),
     *BACKUP_JOB_SETTINGS.values(),

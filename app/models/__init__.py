@@ -1,5 +1,19 @@
 """Tortoise models, one module per domain."""
 
+from app.models.alarms import (
+    OPEN_STATUSES,
+    Alarm,
+    AlarmChange,
+    AlarmEvent,
+    AlarmNotificationSettings,
+    AlarmSeverity,
+    AlarmStatus,
+    AlarmTemplate,
+    AlarmWebhook,
+    EvaluationCursor,
+    MaintenanceWindow,
+    RuleKind,
+)
 from app.models.audit import AuditEntry
 from app.models.backups import (
     BackupJob,
@@ -108,10 +122,19 @@ from app.models.scheduling import ScheduledTick, SchedulerLease
 from app.models.tenancy import Location, Organization, OrgKind
 
 __all__ = [
+    "OPEN_STATUSES",
     "AgentEdition",
     "AgentKey",
     "AgentPlatform",
     "AgentStatus",
+    "Alarm",
+    "AlarmChange",
+    "AlarmEvent",
+    "AlarmNotificationSettings",
+    "AlarmSeverity",
+    "AlarmStatus",
+    "AlarmTemplate",
+    "AlarmWebhook",
     "ApiKey",
     "AuditEntry",
     "BackupAgent",
@@ -128,6 +151,7 @@ __all__ = [
     "DiscoveryKind",
     "DiscoveryRule",
     "DomainEvent",
+    "EvaluationCursor",
     "FailoverLogEntry",
     "FailoverPlan",
     "FailoverPlanVm",
@@ -153,6 +177,7 @@ __all__ = [
     "LicensedProduct",
     "Location",
     "LoginThrottle",
+    "MaintenanceWindow",
     "ManagedComputer",
     "OrgKind",
     "Organization",
@@ -180,6 +205,7 @@ __all__ = [
     "ResellerRepositoryQuota",
     "RestorePoint",
     "RestoreState",
+    "RuleKind",
     "ScheduledTick",
     "SchedulerLease",
     "ServerKind",
