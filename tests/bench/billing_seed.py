@@ -429,3 +429,50 @@ def expected_invoice(
     totals = {"subtotal": subtotal, "discount": discount, "tax": tax,
               "total": subtotal - discount + tax}  # fmt: skip
     return lines, totals
+
+
+@dataclass
+class Checked:
+    invoices: int = 0
+    with_money: int = 0  # invoices whose expected total is not zero
+    mismatches: int = 0
+    wrong: list[str] = field(default_factory=list)  # the first few differences
+
+
+async def recompute(conn: asyncpg.Connection, as_of: date) -> Checked:
+    """Every invoice of the first run dated `as_of` against the independent recomputation
+    (FLOOR_SQL's figures priced by `expected_invoice`): currency, lines (item, location,
+    amount, in order) and totals."""
+    figures = figures_of(await conn.fetch(FLOOR_SQL, as_of))
+    plans = {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM subscription_plans")}
+    rates: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in await conn.fetch("SELECT * FROM plan_rates"):
+        rates.setdefault(r["plan_id"], {})[r["item"]] = dict(r)
+    lines: dict[int, list[tuple[str, int | None, Decimal]]] = {}
+    for r in await conn.fetch(
+        "SELECT invoice_id, item, location_id, amount FROM invoice_lines "
+        "ORDER BY invoice_id, position"
+    ):
+        lines.setdefault(r["invoice_id"], []).append((r["item"], r["location_id"], r["amount"]))
+    out = Checked()
+    for inv in await conn.fetch(
+        "SELECT i.*, a.plan_id AS assigned FROM invoices i "
+        "JOIN plan_assignments a ON a.customer_id = i.customer_id WHERE i.issued_on = $1",
+        as_of,
+    ):
+        plan = plans[inv["assigned"]]
+        want_lines, want = expected_invoice(
+            figures.get(inv["customer_id"], {}), plan, rates.get(plan["id"], {})
+        )
+        got = {k: inv[k] for k in want}
+        out.invoices += 1
+        out.with_money += want["total"] != 0
+        got_lines = lines.get(inv["id"], [])
+        if (inv["currency"], got, got_lines) != (plan["currency"], want, want_lines):
+            out.mismatches += 1
+            if len(out.wrong) < 3:
+                out.wrong.append(
+                    f"invoice {inv['number']} (customer {inv['customer_id']}, {plan['name']}): "
+                    f"{inv['currency']} {got} {got_lines} != {want} {want_lines}"
+                )
+    return out

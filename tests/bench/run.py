@@ -12,7 +12,7 @@ times the query in-process through `schema.execute`. Prints a table and writes J
 bench-results/foundation.json (`--quick`: a small tree and short runs, to
 bench-results/foundation-quick.json).
 
-    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|allocations|ingestion|workloads|failover|all]
+    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|allocations|ingestion|workloads|failover|billing|all]
         [--quick] [--keep]
         [--duration S] [--out PATH] [--jobs-out PATH]
 
@@ -60,6 +60,16 @@ ROOT = Path(__file__).resolve().parents[2]
 DB_NAME = "tenantry_bench"
 PAGE = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SUITES = [
+    "foundation",
+    "jobs",
+    "allocations",
+    "ingestion",
+    "workloads",
+    "failover",
+    "billing",
+    "all",
+]
 
 
 class BenchError(RuntimeError):
@@ -443,7 +453,7 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser = argparse.ArgumentParser(description="Tenantry benchmarks (make bench)")
     parser.add_argument(
         "--suite",
-        choices=["foundation", "jobs", "allocations", "ingestion", "workloads", "failover", "all"],
+        choices=SUITES,
         default="all",
         help="what to measure",
     )
@@ -501,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         from tests.bench import failover
 
         status = failover.run(quick=plan.quick, keep=plan.keep) or status
+    if plan.suite in ("billing", "all"):
+        from tests.bench import billing
+
+        status = billing.run(quick=plan.quick, keep=plan.keep) or status
     return status
 
 
