@@ -4,7 +4,8 @@ takes the job back once the dead one's heartbeat is stale, and the run ends with
 invoice per company for the period (the unique key holds, none is missing), numbers without
 gaps per issuer, totals equal to an independent recomputation (one SQL aggregate of the usage
 and `Decimal` arithmetic written from the documented pricing rules), and the job SUCCEEDED on
-its second attempt.
+its second attempt. Also: two runs at once on two worker processes, then a third, write each
+invoice once (numbers without gaps; the third writes nothing).
 
 CI's second pass runs this (TENANTRY_TEST_DATABASE_URL, TENANTRY_TEST_REDIS_URL and
 TENANTRY_REQUIRE_SERVICES=1); without those variables it is skipped, and with
@@ -233,3 +234,51 @@ async def test_killed_run_of_1000_companies_ends_with_one_invoice_each(world, wo
     assert (checked.mismatches, checked.wrong) == (0, [])
     assert checked.invoices == COMPANIES
     assert checked.with_money > COMPANIES // 2  # not a comparison of empty invoices
+
+
+async def assert_one_numbered_invoice_each(companies: list[tuple[int, int]]) -> None:
+    rows = await Invoice.all().values("customer_id", "issuer_id", "number")
+    assert sorted(r["customer_id"] for r in rows) == sorted(c for c, _ in companies)
+    by_issuer: dict[int, list[str]] = {}
+    for r in rows:
+        by_issuer.setdefault(r["issuer_id"], []).append(r["number"])
+    for numbers in by_issuer.values():
+        code = numbers[0].split("-")[0]
+        assert sorted(numbers) == [f"{code}-2026-{n:06d}" for n in range(1, len(numbers) + 1)]
+
+
+async def test_two_runs_at_once_and_a_rerun_write_each_invoice_once(world, workers):
+    """Two billing.run jobs for everyone on two worker processes at the same time (the
+    scheduler's and one asked for by hand), then a third after them: each invoice is
+    written once, numbered once, and the third run writes nothing."""
+    companies, _ = await add_companies(world, 400)
+    for w in (workers(), workers()):
+        w.wait_ready()
+    params = {"as_of": AS_OF.isoformat()}
+    created = [(await jobs.create(None, RUN_KIND, None, params))[0] for _ in range(2)]
+
+    async def ended() -> list[Job] | None:
+        rows = [await Job.get(id=j.id) for j in created]
+        return (
+            rows if all(j.state not in (JobState.QUEUED, JobState.RUNNING) for j in rows) else None
+        )
+
+    done: list[Job] = await wait_for(ended, 60, "both runs to end")  # type: ignore[assignment]
+    assert [(j.state, j.error) for j in done] == [(JobState.SUCCEEDED, None)] * 2
+    first, second = sorted(done, key=lambda j: j.started_at)
+    assert second.started_at < first.finished_at, "the runs did not overlap: nothing was proven"
+    written = [await Invoice.filter(job_id=j.id).count() for j in done]
+    print(f"invoices written by each run: {written}")
+    assert sum(written) == 400, written
+    await assert_one_numbered_invoice_each(companies)
+
+    again, _ = await jobs.create(None, RUN_KIND, None, params)
+
+    async def finished() -> Job | None:
+        job = await Job.get(id=again.id)
+        return job if job.state not in (JobState.QUEUED, JobState.RUNNING) else None
+
+    job: Job = await wait_for(finished, 30, "the third run to end")  # type: ignore[assignment]
+    assert (job.state, job.result["invoices"]) == (JobState.SUCCEEDED, 0)
+    assert await Invoice.all().count() == 400
+    await assert_one_numbered_invoice_each(companies)
