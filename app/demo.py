@@ -32,6 +32,7 @@ from app.authz.matrix import Role, RoleScope, load_matrix
 from app.db import connection_name
 from app.models import Location, Organization, OrgKind, User
 from app.settings import get_settings
+from app.simulator.demo_billing import seed_demo_billing
 from app.simulator.demo_failover import seed_demo_failover
 from app.simulator.demo_fleet import seed_demo_fleet
 
@@ -190,4 +191,5 @@ async def seed_demo() -> bool:
                 )
     await seed_demo_fleet()
     await seed_demo_failover()
+    await seed_demo_billing()
     return True
