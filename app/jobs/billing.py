@@ -27,7 +27,7 @@ from app.jobs.context import JobContext, JobFailed
 from app.jobs.registry import JobKind, register
 from app.jobs.requester import requester_principal
 from app.models import Organization
-from app.models.billing import PlanAssignment
+from app.models.billing import Invoice, PlanAssignment
 from app.services import invoices
 from app.services.actor import Actor
 from app.services.invoice_generation import generate_many
@@ -74,6 +74,10 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     after = int(ctx.checkpoint.get("after", 0))
     done = int(ctx.checkpoint.get("done", 0))
     written = int(ctx.checkpoint.get("invoices", 0))
+    if ctx.attempt > 1:
+        # A run cut between a batch's commits and its checkpoint wrote invoices the checkpoint
+        # does not count, and the resumed batch skips them: count this job's own rows.
+        written = await Invoice.filter(job_id=ctx.job.id).count()
     actor = Actor(p)
     while True:
         ids = list(
