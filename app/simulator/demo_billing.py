@@ -33,9 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from app.auth.authenticate import build_principal
-from app.bootstrap import provider_primary_role
-from app.models import Location, Organization, OrgKind, User
+from app.models import Location, Organization, OrgKind
 from app.models.billing import (
     BillingItem,
     Invoice,
@@ -50,8 +48,8 @@ from app.models.billing import (
 from app.services import invoice_generation, invoices, subscription_plans, usage_ledger
 from app.services.actor import Actor
 from app.services.subscription_plans import PlanInput, RateInput
+from app.simulator.demo_actor import staff_actor
 
-DEMO_WORKER = "demo-seed"
 BILLING_MONTHS = 3  # billing starts this many months before today
 PAID_AFTER = timedelta(days=7)  # the oldest invoices were paid a week after their date
 # Data transferred out during a corrected invoice's period, recorded only after it was issued
@@ -164,19 +162,6 @@ def months_before(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, last))
 
 
-async def _staff_actor(organization_id: int) -> Actor | None:
-    """The organization's primary-role user, as the services' actor."""
-    user = (
-        await User.filter(organization_id=organization_id, role=provider_primary_role())
-        .select_related("organization__parent")
-        .order_by("id")
-        .first()
-    )
-    if user is None:
-        return None
-    return Actor(await build_principal(user), client_address="demo", request_id=DEMO_WORKER)
-
-
 async def _plan(actor: Actor, owner: Organization, spec: DemoPlan) -> SubscriptionPlan:
     existing = await SubscriptionPlan.get_or_none(owner_id=owner.id, name=spec.plan.name)
     if existing is not None:
@@ -263,7 +248,7 @@ async def seed_demo_billing(today: date | None = None) -> int:
     generated = 0
     for spec in DEMO_PLANS:
         owner = owners.get(spec.owner)
-        actor = await _staff_actor(owner.id) if owner is not None else None
+        actor = await staff_actor(owner.id) if owner is not None else None
         if owner is None or actor is None:
             continue
         written = await _bill(actor, owner, spec, today)

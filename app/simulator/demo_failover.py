@@ -17,17 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from app.auth.authenticate import build_principal
-from app.bootstrap import provider_primary_role
 from app.integrations import hypervisor
 from app.integrations.simulated_hypervisor import SimulatedHypervisor
 from app.jobs.context import JobContext
-from app.models import Organization, OrgKind, TenantAccount, User
+from app.models import Organization, OrgKind, TenantAccount
 from app.models.cloud import ReplicaKind, VmReplica
 from app.models.failover import FailoverPlan, FailoverSession, FailurePolicy, PlanType, SessionKind
 from app.services import failover_executor, failover_plans, failover_runs, jobs
 from app.services.actor import Actor
 from app.services.failover_plans import VmInput
+from app.simulator.demo_actor import DEMO_WORKER, staff_actor
 from app.simulator.demo_fleet import REPOSITORY
 
 PLAN_NAME = "Headquarters to the cloud"
@@ -57,7 +56,6 @@ POINT_EVERY = timedelta(hours=4)
 POINT_SPAN = timedelta(days=2)
 # The simulator's boot time for the demo test (the settings' default too).
 DEMO_BOOT_SECONDS = 0.05
-DEMO_WORKER = "demo-seed"
 
 
 def restore_points(end: datetime) -> list[str]:
@@ -66,19 +64,6 @@ def restore_points(end: datetime) -> list[str]:
     last -= timedelta(hours=last.hour % 4)
     count = POINT_SPAN // POINT_EVERY
     return [(last - POINT_EVERY * i).isoformat() for i in reversed(range(count))]
-
-
-async def _demo_actor() -> Actor | None:
-    """The demo provider's primary-role user, as the services' actor."""
-    user = (
-        await User.filter(organization__kind=OrgKind.PROVIDER.value, role=provider_primary_role())
-        .select_related("organization__parent")
-        .order_by("id")
-        .first()
-    )
-    if user is None:
-        return None
-    return Actor(await build_principal(user), client_address="demo", request_id=DEMO_WORKER)
 
 
 async def _replicas(account: TenantAccount, names: list[str], points: list[str]) -> list[int]:
@@ -156,7 +141,7 @@ async def seed_demo_failover(end: datetime | None = None) -> int:
         ).values_list("company_id", flat=True)
     )
     todo = [c for c in companies if c.id not in done]
-    actor = await _demo_actor() if todo else None
+    actor = await staff_actor() if todo else None
     if actor is None:
         return 0
     points = restore_points(end or datetime.now(UTC))
