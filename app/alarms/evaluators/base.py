@@ -105,8 +105,8 @@ def percent(used: float, total: float) -> float:
     return 100.0 * used / total if total else 0.0
 
 
-def hours(seconds: float) -> int:
-    return int(seconds // 3600)
+def hours_since(now: datetime, since: datetime) -> int:
+    return int((now - since).total_seconds() // 3600)
 
 
 def ids_sql(ids: Iterable[int]) -> str:
@@ -191,3 +191,8 @@ HOURS = {"hours": Limit(1, 24 * 90, "hours")}
 MINUTES = {"minutes": Limit(1, 7 * 24 * 60, "minutes")}
 LOGINS = {"count": Limit(2, 10_000, "failures"), "minutes": Limit(1, 24 * 60, "minutes")}
 QUOTAS = {p.value: Limit(0, 10_000_000, "units") for p in LicensedProduct}
+
+
+def stamp(at: datetime | None) -> str:
+    """A timestamp as messages show it (UTC, to the minute)."""
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "never"

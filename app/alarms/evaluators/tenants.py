@@ -1,6 +1,22 @@
-"""Evaluators (placeholder until filled)."""
+"""Tenant accounts (leases, gateways, disabled accounts still holding data), the provider's
+gateways and certificate, and failover plan sessions.
+
+Cloud gateways store no reachability probe; what is stored is whether the provider enabled a
+gateway and which pools tenants are restricted to. So a gateway is "unreachable" for tenants
+when it is disabled while enabled accounts restricted to its pool depend on it, and a tenant
+account has "no gateway" when none of its pools (or, for accounts that may use every gateway,
+none at all) has an enabled gateway.
+"""
 
 from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from tortoise.expressions import Q, Subquery
+from tortoise.functions import Count, Max, Sum
 
 from app.alarms.evaluators.base import (
     BELOW,
@@ -10,31 +26,216 @@ from app.alarms.evaluators.base import (
     K,
     S,
     define,
+    provider_in_scope,
+    stamp,
+)
+from app.models import (
+    BackupResource,
+    Certificate,
+    CloudGateway,
+    FailoverSession,
+    FailoverSessionState,
+    GatewaySelection,
+    TenantAccount,
+    VmReplica,
 )
 
 
+def _days_left(check: Check, until: Any) -> int:
+    return math.floor((until - check.now).total_seconds() / 86400)
+
+
+def _expiry(check: Check, what: str, until: Any) -> tuple[Any, str]:
+    days = _days_left(check, until)
+    level = check.level_below(days)
+    if days < 0:
+        return level, f"{what} ended {-days} day(s) ago ({stamp(until)})"
+    return level, f"{what} ends in {days} day(s) ({stamp(until)})"
+
+
 async def lease_expiring(check: Check) -> list[Condition]:
-    return []
-
-
-async def disabled_with_data(check: Check) -> list[Condition]:
-    return []
-
-
-async def no_gateway(check: Check) -> list[Condition]:
-    return []
-
-
-async def gateway_unreachable(check: Check) -> list[Condition]:
-    return []
+    if check.empty_scope:
+        return []
+    horizon = check.now + timedelta(days=check.thresholds["warning"] + 1)
+    rows = await check.narrow(
+        TenantAccount.filter(enabled=True, lease_expires_at__lt=horizon), "company_id"
+    ).values("id", "name", "company_id", "lease_expires_at")
+    out = []
+    for r in rows:
+        level, said = _expiry(check, "lease", r["lease_expires_at"])
+        if level is not None:
+            out.append(
+                Condition(
+                    "TenantAccount", r["id"], r["name"], r["company_id"], None, None, level, said
+                )
+            )
+    return out
 
 
 async def certificate_expiring(check: Check) -> list[Condition]:
-    return []
+    provider = await provider_in_scope(check)
+    if provider is None:
+        return []
+    horizon = check.now + timedelta(days=check.thresholds["warning"] + 1)
+    rows = await Certificate.filter(active=True, not_after__lt=horizon).values(
+        "id", "name", "subject", "not_after"
+    )
+    out = []
+    for r in rows:
+        level, said = _expiry(check, f"certificate {r['subject']}", r["not_after"])
+        if level is not None:
+            out.append(
+                Condition("Certificate", r["id"], r["name"], provider, None, None, level, said)
+            )
+    return out
+
+
+async def disabled_with_data(check: Check) -> list[Condition]:
+    """Disabled accounts with replicas or used backup storage. Two statements: the replica
+    counts and the storage used of disabled accounts (each with the account's name)."""
+    if check.empty_scope:
+        return []
+    disabled = check.narrow(TenantAccount.filter(enabled=False), "company_id")
+    replicas = await (
+        VmReplica.filter(tenant_account_id__in=Subquery(disabled.values("id")))
+        .group_by("tenant_account_id", "tenant_account__name", "tenant_account__company_id")
+        .annotate(n=Count("id"))
+        .values("tenant_account_id", "tenant_account__name", "tenant_account__company_id", "n")
+    )
+    storage = await (
+        BackupResource.filter(used_gb__gt=0, tenant_account_id__in=Subquery(disabled.values("id")))
+        .group_by("tenant_account_id", "tenant_account__name", "tenant_account__company_id")
+        .annotate(gb=Sum("used_gb"))
+        .values("tenant_account_id", "tenant_account__name", "tenant_account__company_id", "gb")
+    )
+    found: dict[int, dict[str, Any]] = {}
+    for r in [*replicas, *storage]:
+        found.setdefault(r["tenant_account_id"], {}).update(r)
+    out = []
+    for account_id, r in sorted(found.items()):
+        held = [f"{r['n']} replica(s)"] if r.get("n") else []
+        held += [f"{r['gb']} GB of backups"] if r.get("gb") else []
+        out.append(
+            Condition(
+                "TenantAccount",
+                account_id,
+                r["tenant_account__name"],
+                r["tenant_account__company_id"],
+                None,
+                None,
+                check.severity,
+                "disabled while it holds " + " and ".join(held),
+            )
+        )
+    return out
+
+
+async def no_gateway(check: Check) -> list[Condition]:
+    """Two statements: whether any gateway is enabled, then the enabled accounts left without
+    one (restricted to pools without an enabled gateway; or free to use all, with none)."""
+    if check.empty_scope:
+        return []
+    any_enabled = await CloudGateway.filter(enabled=True).exists()
+    served = TenantAccount.filter(gateway_pools__gateways__enabled=True).values("id")
+    stranded = Q(gateway_selection=GatewaySelection.POOLS) & ~Q(id__in=Subquery(served))
+    if not any_enabled:
+        stranded = Q()  # no enabled gateway at all: every account is stranded
+    rows = await check.narrow(TenantAccount.filter(stranded, enabled=True), "company_id").values(
+        "id", "name", "company_id", "gateway_selection"
+    )
+    return [
+        Condition(
+            "TenantAccount",
+            r["id"],
+            r["name"],
+            r["company_id"],
+            None,
+            None,
+            check.severity,
+            "no enabled cloud gateway in its gateway pools"
+            if r["gateway_selection"] == GatewaySelection.POOLS
+            else "no enabled cloud gateway",
+        )
+        for r in rows
+    ]
+
+
+async def gateway_unreachable(check: Check) -> list[Condition]:
+    """Disabled gateways of pools that enabled pool-restricted accounts depend on. Up to three
+    statements: the provider, the disabled pooled gateways, the accounts of their pools."""
+    provider = await provider_in_scope(check)
+    if provider is None:
+        return []
+    gateways = await CloudGateway.filter(enabled=False, pool_id__not_isnull=True).values(
+        "id", "name", "address", "pool_id", "pool__name"
+    )
+    if not gateways:
+        return []
+    links = await TenantAccount.filter(
+        enabled=True,
+        gateway_selection=GatewaySelection.POOLS,
+        gateway_pools__id__in={g["pool_id"] for g in gateways},
+    ).values("id", "gateway_pools__id")
+    users = Counter(link["gateway_pools__id"] for link in links)
+    return [
+        Condition(
+            "CloudGateway",
+            g["id"],
+            g["name"],
+            provider,
+            None,
+            None,
+            check.severity,
+            f"gateway {g['address']} is disabled while {users[g['pool_id']]} tenant account(s)"
+            f" use its pool {g['pool__name']}",
+        )
+        for g in gateways
+        if users[g["pool_id"]]
+    ]
 
 
 async def failover_failed(check: Check) -> list[Condition]:
-    return []
+    """The latest failed session of each plan, unless a later session of the plan succeeded
+    (the `failover_session.finished` event is written with the session's end, so the sessions
+    say the same). The object is the failed session: an alarm resolved by hand is about that
+    session, and a later failure is a new alarm. Two statements."""
+    if check.empty_scope:
+        return []
+    per_plan = await (
+        check.narrow(
+            FailoverSession.filter(
+                state__in=[FailoverSessionState.FAILED, FailoverSessionState.SUCCEEDED]
+            ),
+            "company_id",
+        )
+        .group_by("plan_id")
+        .annotate(
+            failed=Max("id", _filter=Q(state=FailoverSessionState.FAILED)),
+            ok=Max("id", _filter=Q(state=FailoverSessionState.SUCCEEDED)),
+        )
+        .values("plan_id", "failed", "ok")
+    )
+    ids = [r["failed"] for r in per_plan if r["failed"] and r["failed"] > (r["ok"] or 0)]
+    if not ids:
+        return []
+    rows = await FailoverSession.filter(id__in=ids).values(
+        "id", "company_id", "kind", "plan__name", "vms_failed", "vms_total", "error", "finished_at"
+    )
+    return [
+        Condition(
+            "FailoverSession",
+            r["id"],
+            r["plan__name"],
+            r["company_id"],
+            None,
+            None,
+            check.severity,
+            f"{r['kind'].lower()} session of plan {r['plan__name']} failed"
+            f" ({stamp(r['finished_at'])}): {r['vms_failed']} of {r['vms_total']} VM(s) failed"
+            + (f"; {r['error'][:300]}" if r["error"] else ""),
+        )
+        for r in rows
+    ]
 
 
 DEFINITIONS = [
@@ -107,6 +308,6 @@ DEFINITIONS = [
         S.ERROR,
         "events",
         failover_failed,
-        "FailoverPlan",
+        "FailoverSession",
     ),
 ]
