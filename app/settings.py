@@ -127,6 +127,9 @@ class Settings:
     smtp_starttls: bool = True
     webhook_secret: str = ""
     schedule_outbox: str = ""
+    # The daily alarm digests (alarms.digest, each organization at its own hour): off in
+    # Settings built by code, hourly from load_settings unless TENANTRY_SCHEDULE_ALARM_DIGEST="".
+    schedule_alarm_digest: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -261,6 +264,7 @@ def load_settings() -> Settings:
         smtp_starttls=_bool("TENANTRY_SMTP_STARTTLS", Settings.smtp_starttls),
         webhook_secret=os.environ.get("TENANTRY_WEBHOOK_SECRET", Settings.webhook_secret),
         schedule_outbox=os.environ.get("TENANTRY_SCHEDULE_OUTBOX", "* * * * * */15"),
+        schedule_alarm_digest=os.environ.get("TENANTRY_SCHEDULE_ALARM_DIGEST", "1 * * * *"),
     )
     settings.validate()
     return settings

@@ -133,7 +133,7 @@ def _chain(org_id: int, organizations: dict[int, dict[str, Any]]) -> list[int]:
     return [i for i in (org_id, row["parent_id"], row["parent__parent_id"]) if i is not None]
 
 
-async def _recipients(
+async def recipients_of(
     settings: dict[int, AlarmNotificationSettings],
 ) -> dict[int, list[tuple[str, Recipient]]]:
     wanted = {org: set(s.email_roles) for org, s in settings.items() if s.email_roles}
@@ -174,6 +174,29 @@ async def _recipients(
     return out
 
 
+async def organization_rows(org_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Id, name, parent and grandparent of each organization."""
+    rows = await Organization.filter(id__in=sorted(set(org_ids))).values(
+        "id", "name", "parent_id", "parent__parent_id"
+    )
+    return {o["id"]: o for o in rows}
+
+
+async def open_windows(organizations: dict[int, dict[str, Any]], now: datetime) -> set[int]:
+    """Those of the organizations and the ones above them with a maintenance window open."""
+    watched = sorted({i for org in organizations for i in _chain(org, organizations)})
+    return {
+        int(str(i))
+        for i in await MaintenanceWindow.filter(
+            organization_id__in=watched, starts_at__lte=now, ends_at__gt=now
+        ).values_list("organization_id", flat=True)
+    }
+
+
+def is_silenced(org_id: int, organizations: dict[int, dict[str, Any]], silenced: set[int]) -> bool:
+    return bool(set(_chain(org_id, organizations)) & silenced)
+
+
 async def load_batch(alarms: Sequence[Alarm], now: datetime) -> Batch:
     template_ids = sorted({a.template_id for a in alarms})  # type: ignore[attr-defined]
     templates = {
@@ -184,19 +207,8 @@ async def load_batch(alarms: Sequence[Alarm], now: datetime) -> Batch:
     }
     owners = sorted({t["owner_id"] for t in templates.values()})
     org_ids = sorted({a.organization_id for a in alarms} | set(owners))
-    organizations = {
-        o["id"]: o
-        for o in await Organization.filter(id__in=org_ids).values(
-            "id", "name", "parent_id", "parent__parent_id"
-        )
-    }
-    watched = sorted({i for org in org_ids for i in _chain(org, organizations)})
-    silenced: set[int] = {
-        int(str(i))
-        for i in await MaintenanceWindow.filter(
-            organization_id__in=watched, starts_at__lte=now, ends_at__gt=now
-        ).values_list("organization_id", flat=True)
-    }
+    organizations = await organization_rows(org_ids)
+    silenced = await open_windows(organizations, now)
     settings = {
         s.organization_id: s  # type: ignore[attr-defined]
         for s in await AlarmNotificationSettings.filter(organization_id__in=owners)
@@ -217,7 +229,7 @@ async def load_batch(alarms: Sequence[Alarm], now: datetime) -> Batch:
         organizations=organizations,
         silenced=silenced,
         settings=settings,
-        recipients=await _recipients(settings),
+        recipients=await recipients_of(settings),
         webhooks=webhooks,
         locations=locations,
     )
@@ -311,8 +323,9 @@ def messages_for(
     if template is None:
         return []
     owner = template["owner_id"]
-    chain = set(_chain(alarm.organization_id, batch.organizations)) | {owner}
-    if chain & batch.silenced:
+    if owner in batch.silenced or is_silenced(
+        alarm.organization_id, batch.organizations, batch.silenced
+    ):
         return []
     data = alarm_json(alarm, change, batch)
     key = f"alarm:{alarm.id}:{change.value}:{_occurrence(alarm, change, event_id)}"

@@ -17,6 +17,7 @@ from strawberry.extensions import (
 )
 from strawberry.tools import merge_types
 
+from app.graphql.alarms.notifications import AlarmNotificationMutation, AlarmNotificationQuery
 from app.graphql.audit.queries import AuditQuery
 from app.graphql.authz.queries import AuthzQuery
 from app.graphql.billing.invoices import InvoiceMutation, InvoiceQuery
@@ -106,6 +107,7 @@ Query = merge_types(
         FailoverSessionQuery,
         SubscriptionPlanQuery,
         InvoiceQuery,
+        AlarmNotificationQuery,
     ),
 )
 Mutation = merge_types(
@@ -131,6 +133,7 @@ Mutation = merge_types(
         FailoverSessionMutation,
         SubscriptionPlanMutation,
         InvoiceMutation,
+        AlarmNotificationMutation,
     ),
 )
 Subscription = merge_types("Subscription", (JobSubscription, FailoverSessionSubscription))

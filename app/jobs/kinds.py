@@ -5,6 +5,7 @@ Importing this module registers them all (app.jobs.registry.load_kinds)."""
 from __future__ import annotations
 
 from app.jobs import (
+    alarm_digest,
     audit_export,
     backup_report,
     billing,
@@ -21,6 +22,7 @@ from app.jobs import (
 from app.services import workloads as _workloads  # noqa: F401
 
 __all__ = [
+    "alarm_digest",
     "audit_export",
     "backup_report",
     "billing",
