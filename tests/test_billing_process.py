@@ -26,7 +26,8 @@ from app.models import AuditEntry, Job, JobState
 from app.models.billing import Invoice, OutboxMessage, PlanAssignment
 from app.services import jobs
 from app.services.invoices import RUN_KIND
-from tests.bench.billing_seed import recompute, seed_usage
+from tests.bench.billing_check import recompute
+from tests.bench.billing_seed import seed_usage
 from tests.factories import password_hash
 from tests.workerproc import (
     WorkerProcess,

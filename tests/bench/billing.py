@@ -21,13 +21,13 @@ and Redis database 14 (flushed at the start and the end, namespace `tenantry-ben
 3. **Where the time goes** (in this process, after the run): `billing_usage.measure` of every
    customer for the period alone (the ORM's grouped statements, batches of 2,000) — the
    usage part of generation.
-4. **The floor**: `billing_seed.FLOOR_SQL`, ONE hand-written aggregate (a UNION ALL of GROUP
+4. **The floor**: `billing_check.FLOOR_SQL`, ONE hand-written aggregate (a UNION ALL of GROUP
    BYs over the same tables) giving every billed figure of every company per location, the
    rows fetched by asyncpg: median of 5 runs after one warm-up. Reported as the ratio
    generation time / floor time.
 5. **Checks**: one invoice per company (unique key), numbers 1..n per issuer, and every
    invoice's lines and totals equal to the floor's figures priced independently with
-   `Decimal` (`billing_seed.recompute`); any difference fails the suite.
+   `Decimal` (`billing_check.recompute`); any difference fails the suite.
 
     .venv/bin/python -m tests.bench.billing [--quick] [--keep] [--out PATH]
 """
@@ -46,7 +46,8 @@ from typing import Any
 
 import asyncpg
 
-from tests.bench.billing_seed import FLOOR_SQL, recompute, seed_usage
+from tests.bench.billing_check import FLOOR_SQL, recompute
+from tests.bench.billing_seed import seed_usage
 from tests.bench.failover import until_ready
 from tests.bench.fresh_db import fresh_database, orm
 from tests.bench.jobs import TENANTRY, Proc, flush_redis, ms, redis_url
