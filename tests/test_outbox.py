@@ -36,7 +36,9 @@ from app.models.billing import (
 from app.services import outbox
 
 # Virtual "now"s a little ahead of the clock (enqueue makes messages due at the real now).
-T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+# Far enough ahead that a long suite run never catches up with it (messages are due from
+# their creation on, in real time).
+T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
 SECRET = "endpoint-1-secret"
 
 
