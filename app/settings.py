@@ -127,6 +127,14 @@ class Settings:
     smtp_starttls: bool = True
     webhook_secret: str = ""
     schedule_outbox: str = ""
+    # Alarms (app.alarms.evaluation): the alarms.sweep job, incremental every tick and full
+    # every `alarms_full_sweep_minutes`; off in Settings built by code (tests), every minute
+    # from load_settings unless TENANTRY_SCHEDULE_ALARMS="". The alarms.evaluate job after an
+    # ingested batch, a failed login or an ended failover session: off in code-built Settings,
+    # on from load_settings unless TENANTRY_ALARMS_ON_EVENTS=0.
+    schedule_alarms: str = ""
+    alarms_full_sweep_minutes: int = 60
+    alarms_evaluate_on_events: bool = False
     # The daily alarm digests (alarms.digest, each organization at its own hour): off in
     # Settings built by code, hourly from load_settings unless TENANTRY_SCHEDULE_ALARM_DIGEST="".
     schedule_alarm_digest: str = ""
@@ -264,6 +272,11 @@ def load_settings() -> Settings:
         smtp_starttls=_bool("TENANTRY_SMTP_STARTTLS", Settings.smtp_starttls),
         webhook_secret=os.environ.get("TENANTRY_WEBHOOK_SECRET", Settings.webhook_secret),
         schedule_outbox=os.environ.get("TENANTRY_SCHEDULE_OUTBOX", "* * * * * */15"),
+        schedule_alarms=os.environ.get("TENANTRY_SCHEDULE_ALARMS", "* * * * *"),
+        alarms_full_sweep_minutes=_int(
+            "TENANTRY_ALARMS_FULL_SWEEP_MINUTES", Settings.alarms_full_sweep_minutes
+        ),
+        alarms_evaluate_on_events=_bool("TENANTRY_ALARMS_ON_EVENTS", True),
         schedule_alarm_digest=os.environ.get("TENANTRY_SCHEDULE_ALARM_DIGEST", "1 * * * *"),
     )
     settings.validate()

@@ -88,6 +88,7 @@ def _start(namespace: str, lease_seconds: int) -> subprocess.Popen[bytes]:
         "TENANTRY_SCHEDULE_BILLING": "",
         "TENANTRY_SCHEDULE_OVERDUE": "",
         "TENANTRY_SCHEDULE_OUTBOX": "",
+        "TENANTRY_SCHEDULE_ALARMS": "",
         "TENANTRY_SCHEDULE_ALARM_DIGEST": "",
         "TENANTRY_SCHEDULES": f"ping|* * * * * *|{KIND}",
         "TENANTRY_SCHEDULER_LEASE": str(lease_seconds),

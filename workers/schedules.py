@@ -25,6 +25,7 @@ LICENSING = "licensing.collect"  # license usage of the month, recounted daily
 BILLING = "billing.run"  # the invoices that are due, generated daily
 OVERDUE = "billing.overdue"  # unpaid invoices past their due date, marked daily
 OUTBOX = "outbox.deliver"  # notifications waiting in the outbox (e-mail, webhooks)
+ALARMS = "alarms.sweep"  # alarm evaluation: incremental every minute, full hourly
 ALARM_DIGEST = "alarms.digest"  # the daily alarm digests of the organizations due this hour
 
 
@@ -107,6 +108,8 @@ def default_schedules(settings: Settings | None = None) -> list[Schedule]:
         )
     if settings.schedule_outbox.strip():
         schedules.append(Schedule(OUTBOX, settings.schedule_outbox.strip(), job_kind=OUTBOX))
+    if settings.schedule_alarms.strip():
+        schedules.append(Schedule(ALARMS, settings.schedule_alarms.strip(), job_kind=ALARMS))
     if settings.schedule_alarm_digest.strip():
         schedules.append(
             Schedule(ALARM_DIGEST, settings.schedule_alarm_digest.strip(), job_kind=ALARM_DIGEST)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from app.jobs import (
     alarm_digest,
+    alarms,
     audit_export,
     backup_report,
     billing,
@@ -23,6 +24,7 @@ from app.services import workloads as _workloads  # noqa: F401
 
 __all__ = [
     "alarm_digest",
+    "alarms",
     "audit_export",
     "backup_report",
     "billing",

@@ -208,6 +208,13 @@ async def set_organization_enabled(
             entry.details.update(
                 await failover_runs.terminate("organization disabled", company_ids=subtree)
             )
+            # Their alarms resolve, whichever portal's template raised them.
+            from app.alarms import engine as alarms
+
+            resolved = await alarms.resolve_for_organizations(subtree, "organization disabled")
+            entry.details["alarmsResolved"] = len(resolved.changed)
+    if not enabled:
+        await alarms.publish(resolved)
     return org
 
 
