@@ -126,6 +126,10 @@ class Settings:
     smtp_from: str = "Tenantry <tenantry@localhost>"
     smtp_starttls: bool = True
     webhook_secret: str = ""
+    # Webhooks to loopback, private, link-local or reserved addresses (inside the provider's
+    # own network): allowed in development and tests, refused in production unless
+    # TENANTRY_WEBHOOK_ALLOW_PRIVATE=1.
+    webhook_allow_private: bool = True
     schedule_outbox: str = ""
     # Alarms (app.alarms.evaluation): the alarms.sweep job, incremental every tick and full
     # every `alarms_full_sweep_minutes`; off in Settings built by code (tests), every minute
@@ -271,6 +275,10 @@ def load_settings() -> Settings:
         smtp_from=os.environ.get("TENANTRY_SMTP_FROM", Settings.smtp_from),
         smtp_starttls=_bool("TENANTRY_SMTP_STARTTLS", Settings.smtp_starttls),
         webhook_secret=os.environ.get("TENANTRY_WEBHOOK_SECRET", Settings.webhook_secret),
+        webhook_allow_private=os.environ.get(
+            "TENANTRY_WEBHOOK_ALLOW_PRIVATE", "0" if production else "1"
+        )
+        == "1",
         schedule_outbox=os.environ.get("TENANTRY_SCHEDULE_OUTBOX", "* * * * * */15"),
         schedule_alarms=os.environ.get("TENANTRY_SCHEDULE_ALARMS", "* * * * *"),
         alarms_full_sweep_minutes=_int(

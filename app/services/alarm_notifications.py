@@ -9,6 +9,7 @@ the ALARM_SETTINGS capability; every change is audited.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from app.models.alarms import (
     AlarmWebhook,
     MaintenanceWindow,
 )
+from app.net_guard import PrivateAddress, check_public
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.guards import require
@@ -148,13 +150,17 @@ class WebhookWithSecret:
     secret: str
 
 
-def _url(url: str) -> str:
+async def _url(url: str) -> str:
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         raise BadInput("an http:// or https:// URL with a host", field="input.url")
     if len(url) > 1000 or any(c.isspace() for c in url):
         raise BadInput("at most 1000 characters, without spaces", field="input.url")
+    try:
+        await asyncio.to_thread(check_public, url)  # DNS: off the event loop
+    except PrivateAddress as exc:
+        raise BadInput(f"webhooks go to public addresses only: {exc}", field="input.url") from None
     return url
 
 
@@ -195,7 +201,7 @@ async def create_webhook(
     actor: Actor, org_id: int | None, name: str, url: str, min_severity: AlarmSeverity
 ) -> WebhookWithSecret:
     org = await _organization(actor.p, org_id, Action.CREATE, "input.organizationId")
-    name, url, secret = _name(name), _url(url), new_secret()
+    name, url, secret = _name(name), await _url(url), new_secret()
     async with audited(actor, "alarmWebhookCreate", "AlarmWebhook", "", org.id) as entry:
         row = AlarmWebhook(
             organization_id=org.id,
@@ -230,7 +236,7 @@ async def update_webhook(
     if name is not None:
         changes["name"] = row.name = _name(name)
     if url is not None:
-        changes["url"] = row.url = _url(url)
+        changes["url"] = row.url = await _url(url)
     if min_severity is not None:
         row.min_severity = AlarmSeverity(min_severity)
         changes["minSeverity"] = row.min_severity.value

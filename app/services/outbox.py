@@ -59,6 +59,7 @@ from tortoise.transactions import in_transaction
 
 from app.db import connection_name
 from app.models.billing import OutboxChannel, OutboxDelivery, OutboxMessage, OutboxState
+from app.net_guard import PrivateAddress, check_public
 from app.settings import data_dir, get_settings
 
 log = logging.getLogger(__name__)
@@ -394,6 +395,10 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> str:
+    try:
+        check_public(url)  # again at send time: the name may resolve elsewhere by now
+    except PrivateAddress as exc:
+        raise DeliveryError(f"refused: {exc}", "private-address") from None
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with _OPENER.open(request, timeout=WEBHOOK_TIMEOUT) as response:
