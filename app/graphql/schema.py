@@ -17,7 +17,10 @@ from strawberry.extensions import (
 )
 from strawberry.tools import merge_types
 
+from app.graphql.alarms.mutations import AlarmMutation
 from app.graphql.alarms.notifications import AlarmNotificationMutation, AlarmNotificationQuery
+from app.graphql.alarms.queries import AlarmQuery
+from app.graphql.alarms.subscriptions import AlarmSubscription
 from app.graphql.audit.queries import AuditQuery
 from app.graphql.authz.queries import AuthzQuery
 from app.graphql.billing.invoices import InvoiceMutation, InvoiceQuery
@@ -107,6 +110,7 @@ Query = merge_types(
         FailoverSessionQuery,
         SubscriptionPlanQuery,
         InvoiceQuery,
+        AlarmQuery,
         AlarmNotificationQuery,
     ),
 )
@@ -133,10 +137,13 @@ Mutation = merge_types(
         FailoverSessionMutation,
         SubscriptionPlanMutation,
         InvoiceMutation,
+        AlarmMutation,
         AlarmNotificationMutation,
     ),
 )
-Subscription = merge_types("Subscription", (JobSubscription, FailoverSessionSubscription))
+Subscription = merge_types(
+    "Subscription", (JobSubscription, FailoverSessionSubscription, AlarmSubscription)
+)
 
 
 # Guarded query fields are nullable: a field the viewer may not read, or an object outside
