@@ -194,7 +194,7 @@ async def _changed_orgs(source: str, after_id: int, upto: int) -> set[int]:
             organization_id__isnull=False,
         )
         org_field = "organization_id"
-    return {int(i) for i in await column(query.distinct(), org_field)}
+    return {int(i) for i in await column(query.order_by(org_field).distinct(), org_field)}
 
 
 async def _cursor(name: str) -> int:
@@ -243,12 +243,8 @@ async def evaluate_all(now: datetime | None = None) -> Report:
 
 
 async def _open_alarm_orgs(keys: list[str]) -> set[int]:
-    rows = await (
-        Alarm.filter(active_key__isnull=False, template__catalogue_key__in=keys)
-        .distinct()
-        .values_list("organization_id", flat=True)
-    )
-    return {int(str(i)) for i in rows}
+    query = Alarm.filter(active_key__isnull=False, template__catalogue_key__in=keys)
+    return set(await column(query.order_by("organization_id").distinct(), "organization_id"))
 
 
 async def evaluate_changed(now: datetime | None = None) -> Report:
@@ -280,7 +276,8 @@ async def evaluate_organizations(org_ids: Iterable[int], now: datetime | None = 
     ids = sorted({int(i) for i in org_ids})
     report = Report(organizations={"requested": ids})
     if ids:
-        await ensure_templates(ids)
+        # The organizations' own templates and those of the ones above them.
+        await ensure_templates((await load_tree()).watchers(ids))
         await _run(list(CATALOGUE), ids, now, report)
     return report
 

@@ -84,14 +84,21 @@ async def login(actor: Actor, email: str, password: str) -> Session:
             except TenantryError as exc:
                 failure = exc
     who = Actor(principal, actor.client_address, actor.request_id)
-    async with audited(who, "login", "User", user.id if user else "", org_id) as entry:
-        entry.details["email"] = email
-        if failure is not None:
-            raise failure
-        assert user is not None
-        session = await _start_session(user, actor.client_address)
-        user.last_login_at = now()
-        await User.filter(id=user.id).update(last_login_at=user.last_login_at)
+    try:
+        async with audited(who, "login", "User", user.id if user else "", org_id) as entry:
+            entry.details["email"] = email
+            if failure is not None:
+                raise failure
+            assert user is not None
+            session = await _start_session(user, actor.client_address)
+            user.last_login_at = now()
+            await User.filter(id=user.id).update(last_login_at=user.last_login_at)
+    except TenantryError:
+        if failure is not None:  # audited: the suspicious-login alarms of the user's organization
+            from app.alarms.evaluation import request_evaluation
+
+            await request_evaluation(org_id)
+        raise
     await throttle.reset(throttle.account_key(email))
     return session
 

@@ -178,6 +178,9 @@ async def finish(session_id: int, state: FailoverSessionState, error: str | None
             + (f" ({error})" if error else ""),
         )
     await publish(session_id, state=state.value)
+    from app.alarms.evaluation import request_evaluation
+
+    await request_evaluation(session.company_id)
     return True
 
 

@@ -362,4 +362,8 @@ async def ingest(key: AgentKey, payload: Any) -> IngestResult:
     order = {name: n for n, name in enumerate(LISTS)}
     rejected = sorted(batch.rejected, key=lambda r: (order[r.list], r.index))
     accepted = {name: len(run.records(name)) for name in LISTS}
+    if any(accepted.values()):  # committed: the company's alarms, once per minute at most
+        from app.alarms.evaluation import request_evaluation
+
+        await request_evaluation(company_id)
     return IngestResult(accepted, rejected, commands)
