@@ -719,6 +719,7 @@ async def test_template_fires_on_its_data_only(ctx: Ctx, key: str) -> None:
     conditions = await run(key)
     assert seen(conditions) == sorted(expected)
     assert all(c.message and c.object_name for c in conditions)
+    assert {c.object_type for c in conditions} == {CATALOGUE[key].object_type}
     if key in MESSAGES:
         assert any(MESSAGES[key] in c.message for c in conditions), [c.message for c in conditions]
     # scope: the owners' organizations see them, every other organization sees nothing

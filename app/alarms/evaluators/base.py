@@ -3,7 +3,7 @@ template sets (its thresholds merged over the catalogue's defaults) and small SQ
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,7 +53,6 @@ class Check:
     thresholds: dict[str, Any]
     severity: AlarmSeverity
     scope: EvalScope
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def now(self) -> datetime:
@@ -107,12 +106,6 @@ def percent(used: float, total: float) -> float:
 
 def hours_since(now: datetime, since: datetime) -> int:
     return int((now - since).total_seconds() // 3600)
-
-
-def ids_sql(ids: Iterable[int]) -> str:
-    """Integers inlined in an IN list (never user text)."""
-    values = sorted({int(i) for i in ids})
-    return ", ".join(str(i) for i in values) if values else "NULL"
 
 
 # --- template definitions -------------------------------------------------------------------

@@ -4,9 +4,10 @@ refused attempt, with the account when the e-mail is known and the client's addr
 from __future__ import annotations
 
 import zlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tortoise.functions import Count, Max
+from tortoise.queryset import QuerySet
 
 from app.alarms.evaluators.base import (
     LOGINS,
@@ -21,15 +22,15 @@ from app.alarms.evaluators.base import (
 from app.models import AuditEntry, User
 
 
-def _failures(check: Check):  # type: ignore[no-untyped-def]
+def _failures(check: Check) -> QuerySet[AuditEntry]:
     since = check.now - timedelta(minutes=check.thresholds["minutes"])
     return AuditEntry.filter(action="login", outcome="FAILURE", at__gte=since, at__lte=check.now)
 
 
-def _said(check: Check, n: int, last: object) -> str:
+def _said(check: Check, n: int, last: datetime | None) -> str:
     return (
         f"{n} failed logins in {check.thresholds['minutes']} min"
-        f" (limit {check.thresholds['count']}; latest {stamp(last)})"  # type: ignore[arg-type]
+        f" (limit {check.thresholds['count']}; latest {stamp(last)})"
     )
 
 
