@@ -122,6 +122,13 @@ async def _run(
         wanted = set().union(*(assignment_locations(s.assignment) for s in specs))
         if wanted:
             tree = await load_tree(wanted)
+    # A template with nothing reported and no open alarm in scope has nothing to apply.
+    holding: set[int] = set()
+    if specs:
+        query = Alarm.filter(active_key__isnull=False)
+        if orgs is not None:
+            query = query.filter(organization_id__in=orgs)
+        holding = set(await column(query.order_by("template_id").distinct(), "template_id"))
     groups: dict[tuple[str, str, str], list[Spec]] = defaultdict(list)
     for spec in specs:
         groups[_group_key(spec)].append(spec)
@@ -147,7 +154,8 @@ async def _run(
             watch = watches[spec.id]
             watched = watch.organizations()
             mine = [c for org, cs in by_org.items() if org in watched for c in cs]
-            items.append(Item(spec, watch, mine))
+            if mine or spec.id in holding:
+                items.append(Item(spec, watch, mine))
         for start in range(0, len(items), BATCH):
             batches.append(items[start : start + BATCH])
     report.templates += len(specs)
