@@ -395,3 +395,47 @@ async def test_concurrent_applies_raise_one_alarm_per_object(templates: World):
     # Suppression holds under the race: exactly 3 raised by the two concurrent applies.
     assert await Alarm.filter(template_id=limited.id, status=AlarmStatus.ACTIVE).count() == 3
     assert await AlarmEvent.filter(change=AlarmChange.TRIGGERED).count() == 23
+
+
+async def test_an_event_resolved_by_hand_is_not_raised_again_by_the_same_occurrence(
+    templates: World,
+) -> None:
+    """A failed failover session (the object is the occurrence itself) resolved by a user stays
+    resolved while the evaluator keeps reporting it; a failed-login burst (a windowed event)
+    comes back only once the window has passed."""
+    from app.services import alarms as alarm_service
+
+    world = templates
+    owner = world.users["A1:Company Owner"]
+    actor = Actor(await principal_for_bearer(world.token("A1", "Company Owner")))
+    failover = await AlarmTemplate.get(
+        owner_id=world.orgs["A1"].id, catalogue_key="failover_session_failed"
+    )
+    session = Condition(
+        "FailoverSession", 77, "HQ plan", world.orgs["A1"].id, None, None, ERROR, "failed"
+    )
+    await engine.apply(failover, [session], scope())
+    [alarm] = await open_alarms(failover)
+    await alarm_service.resolve(actor, alarm.id, "restarted by hand")
+    for minutes in (1, 60 * 24 * 30):
+        await engine.apply(failover, [session], scope(T0 + timedelta(minutes=minutes)))
+        assert await open_alarms(failover) == []
+
+    logins = await AlarmTemplate.get(
+        owner_id=world.orgs["A1"].id, catalogue_key="suspicious_logins_account"
+    )
+    window = int(
+        logins.thresholds.get(
+            "minutes", CATALOGUE[logins.catalogue_key].default_thresholds["minutes"]
+        )
+    )
+    burst = Condition("User", owner.id, owner.email, world.orgs["A1"].id, None, None, WARNING, "5")
+    await engine.apply(logins, [burst], scope())
+    [alarm] = await open_alarms(logins)
+    await alarm_service.resolve(actor, alarm.id, "it was me")
+    resolved_at = (await Alarm.get(id=alarm.id)).resolved_at
+    assert resolved_at is not None
+    await engine.apply(logins, [burst], scope(resolved_at + timedelta(minutes=1)))
+    assert await open_alarms(logins) == []
+    await engine.apply(logins, [burst], scope(resolved_at + timedelta(minutes=window + 1)))
+    assert len(await open_alarms(logins)) == 1

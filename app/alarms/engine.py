@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -57,6 +57,7 @@ from app.models.alarms import (
     AlarmSeverity,
     AlarmStatus,
     AlarmTemplate,
+    RuleKind,
 )
 from app.services import events
 
@@ -316,16 +317,62 @@ async def _apply(items: list[Item], scope_orgs: list[int] | None, now: datetime)
             .group_by("template_id")
             .values_list("template_id", "n")
         )
+    settled = await _settled_by_hand(items, now)
     w = _Writes()
     for item in items:
-        _plan(item, open_by_template[item.spec.id], raised.get(item.spec.id, 0), now, w, changes)
+        _plan(
+            item,
+            open_by_template[item.spec.id],
+            raised.get(item.spec.id, 0),
+            now,
+            w,
+            changes,
+            settled.get(item.spec.id, set()),
+        )
     await _write(w, now)
     changes.changed = w.history
     return changes
 
 
+def _event_window(spec: Spec) -> timedelta | None:
+    """How long an EVENT template keeps reporting one occurrence (its "hours" / "minutes"
+    threshold); None when the object is the occurrence itself (a failed failover session)."""
+    if "minutes" in spec.thresholds:
+        return timedelta(minutes=int(spec.thresholds["minutes"]))
+    if "hours" in spec.thresholds:
+        return timedelta(hours=int(spec.thresholds["hours"]))
+    return None
+
+
+async def _settled_by_hand(items: list[Item], now: datetime) -> dict[int, set[tuple[str, int]]]:
+    """Per EVENT template, the objects whose alarm a user resolved while the event is still in
+    the template's window (for ever when the object is the event itself): an event resolved by
+    hand is not raised again by the same occurrence; a new occurrence after the window is."""
+    kinds = {key: d.kind for key, d in CATALOGUE.items()}
+    occurrences = [i.spec for i in items if kinds.get(i.spec.catalogue_key) is RuleKind.EVENT]
+    out: dict[int, set[tuple[str, int]]] = {}
+    for spec in occurrences:
+        window = _event_window(spec)
+        query = Alarm.filter(
+            template_id=spec.id,
+            status=AlarmStatus.RESOLVED,
+            history__change=AlarmChange.RESOLVED,
+        )
+        if window is not None:
+            query = query.filter(resolved_at__gte=now - window)
+        rows = await query.distinct().values_list("object_type", "object_id")
+        out[spec.id] = {(str(t), int(i)) for t, i in rows}
+    return out
+
+
 def _plan(
-    item: Item, open_alarms: dict[str, Alarm], raised: int, now: datetime, w: _Writes, ch: Changes
+    item: Item,
+    open_alarms: dict[str, Alarm],
+    raised: int,
+    now: datetime,
+    w: _Writes,
+    ch: Changes,
+    settled: set[tuple[str, int]] | None = None,
 ) -> None:
     spec = item.spec
     limit = spec.suppress_after
@@ -339,6 +386,8 @@ def _plan(
         seen.add(key)
         severity = AlarmSeverity(c.severity)
         alarm = open_alarms.get(key)
+        if alarm is None and settled and (c.object_type, c.object_id) in settled:
+            continue  # resolved by hand: this occurrence is settled
         if alarm is None:
             trigger = spec.trigger_after <= 1
             if limit and raised >= limit:

@@ -12,6 +12,7 @@ import strawberry
 from app.authz.capabilities import ALARM_SETTINGS
 from app.authz.matrix import Action
 from app.authz.principal import Principal
+from app.graphql.alarms.types import AlarmSeverityEnum
 from app.graphql.common import Node, actor, principal, register_node, viewer_can
 from app.graphql.context import Context
 from app.graphql.ids import ORG_TYPE_NAMES, pk_of, to_global_id
@@ -29,8 +30,6 @@ from app.models.alarms import (
 from app.services import alarm_notifications as service
 
 Info = strawberry.Info[Context, Any]
-
-AlarmSeverityEnum = strawberry.enum(AlarmSeverity, name="AlarmSeverity")
 
 
 def _org_gid(org: Organization) -> strawberry.ID:
