@@ -59,6 +59,7 @@ from app.models.alarms import (
     AlarmTemplate,
     RuleKind,
 )
+from app.models.tenancy import Organization
 from app.services import events
 
 log = logging.getLogger(__name__)
@@ -179,8 +180,23 @@ class Changes:
 
 
 async def publish(changes: Changes) -> None:
-    """Wake-ups on the hub after commit: `alarm:<organization>` for the object's organization
-    and, when another, the template owner's. Never fails the caller (already committed)."""
+    """Wake-ups on the hub after commit: `alarm:<organization>` for the object's organization,
+    its ancestors and the template owner's. Never fails the caller (already committed)."""
+    if not changes.changed:
+        return
+    # Every ancestor's channel too (company → reseller → provider): a subscriber listens on
+    # its own organization's channel only, whatever the size of its tree.
+    ancestors: dict[int, set[int]] = {}
+    try:
+        orgs = {alarm.organization_id for alarm, _ in changes.changed}
+        for row in await Organization.filter(id__in=sorted(orgs)).values(
+            "id", "parent_id", "parent__parent_id"
+        ):
+            ancestors[row["id"]] = {
+                i for i in (row["parent_id"], row["parent__parent_id"]) if i is not None
+            }
+    except Exception as exc:
+        log.warning("could not read the ancestors of alarmed organizations: %s", exc)
     for alarm, change in changes.changed:
         template_id: int = alarm.template_id  # type: ignore[attr-defined]
         payload = {
@@ -191,7 +207,11 @@ async def publish(changes: Changes) -> None:
             "template": template_id,
             "organization": alarm.organization_id,
         }
-        channels = {alarm.organization_id, changes.owners.get(template_id, alarm.organization_id)}
+        channels = {
+            alarm.organization_id,
+            changes.owners.get(template_id, alarm.organization_id),
+            *ancestors.get(alarm.organization_id, ()),
+        }
         for org in sorted(channels):
             try:
                 await events.publish(alarm_channel(org), payload)

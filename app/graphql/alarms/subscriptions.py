@@ -1,9 +1,9 @@
 """Live alarms: `alarmRaised` over graphql-transport-ws.
 
-The engine publishes each change on `alarm:<organization>` for the alarm's organization and
-its template owner's (`engine.publish`); acknowledging and resolving publish the same way. A
-subscriber listens on its own organization's channel and on those of every organization in its
-scope (the organizations created since are added at the next re-check), all feeding one queue.
+The engine publishes each change on `alarm:<organization>` for the alarm's organization, its
+ancestors and its template owner (`engine.publish`); acknowledging and resolving publish the same
+way. A subscriber listens on its own organization's channel — and, when its role is limited to
+selected companies, on theirs (the list is read again every minute) — all feeding one queue.
 Events are wake-ups carrying alarm ids: each batch of ids is read again through `alarm_q` in one
 query, so an alarm outside the caller's scope (another company for a user limited to some
 companies, another location, another Subtenant's computer, a template of the reseller for a
@@ -58,9 +58,11 @@ def _drain(queue: asyncio.Queue[dict[str, Any]], first: dict[str, Any]) -> set[i
 
 
 async def _channels(p: Principal) -> set[str]:
-    orgs: list[int] = await Organization.filter(scope.org_q(p)).values_list(  # type: ignore[assignment]
-        "id", flat=True
-    )
+    orgs: list[int] = []
+    if p.company_ids is not None:
+        orgs = await Organization.filter(scope.org_q(p)).values_list(  # type: ignore[assignment]
+            "id", flat=True
+        )
     return {alarm_channel(org) for org in [p.organization_id, *orgs]}
 
 
