@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
 import httpx
@@ -131,3 +131,15 @@ async def world(db: TortoiseContext):
     from tests.factories import build_world
 
     return await build_world()
+
+
+@pytest.fixture
+def dispatched() -> Iterator[list[int]]:
+    """A dispatcher that records the ids of the jobs created instead of reaching a broker."""
+    from app.services import jobs
+
+    sent: list[int] = []
+    previous = jobs._dispatcher
+    jobs.set_dispatcher(lambda job_id, delay_ms: sent.append(job_id))
+    yield sent
+    jobs.set_dispatcher(previous)

@@ -455,16 +455,6 @@ async def test_daily_digest(world, gql, dispatched) -> None:
     assert await OutboxMessage.all().count() == 2
 
 
-@pytest.fixture
-def dispatched():
-    from app.services import jobs
-
-    previous = jobs._dispatcher
-    jobs.set_dispatcher(lambda job_id, delay_ms: None)
-    yield
-    jobs.set_dispatcher(previous)
-
-
 # --- the matrix and the tree ------------------------------------------------------------------
 
 

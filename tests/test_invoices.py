@@ -6,7 +6,6 @@ PostgreSQL), chargeback reports in the enterprise edition, the billing jobs and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -37,15 +36,6 @@ from tests.test_allocations import code, gid
 OCT1 = date(2026, 10, 1)
 GENERATE = """mutation($input: InvoiceGenerateInput) { invoiceGenerate(input: $input) {
   id kind state params } }"""
-
-
-@pytest.fixture
-def dispatched() -> Iterator[list[int]]:
-    sent: list[int] = []
-    previous = jobs._dispatcher
-    jobs.set_dispatcher(lambda job_id, delay_ms: sent.append(job_id))
-    yield sent
-    jobs.set_dispatcher(previous)
 
 
 # --- building blocks (shared with test_invoice_lifecycle) ------------------------------------

@@ -4,7 +4,6 @@ matrix (only the Reseller Portal's Licensing row) and row scope."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -39,15 +38,6 @@ BY_RESELLER = """query($month: Date!) { licenseUsageByReseller(month: $month) {
   organizationId organizationName organizationType product month units companies } }"""
 COLLECT = """mutation($month: Date) { licenseUsageCollect(month: $month) {
   id kind state params } }"""
-
-
-@pytest.fixture
-def dispatched() -> Iterator[list[int]]:
-    sent: list[int] = []
-    previous = jobs._dispatcher
-    jobs.set_dispatcher(lambda job_id, delay_ms: sent.append(job_id))
-    yield sent
-    jobs.set_dispatcher(previous)
 
 
 class Inventory:

@@ -31,16 +31,6 @@ if KIND not in registry.KINDS:
     registry.register(registry.JobKind(KIND, "Scheduled test", Functionality.LOGS, _noop))
 
 
-@pytest.fixture
-def dispatched():
-    """A dispatcher that records job ids instead of reaching a broker."""
-    sent: list[int] = []
-    previous = jobs._dispatcher
-    jobs.set_dispatcher(lambda job_id, delay_ms: sent.append(job_id))
-    yield sent
-    jobs.set_dispatcher(previous)
-
-
 def minutely(name: str = "every-minute") -> Schedule:
     return Schedule(name, "* * * * *", job_kind=KIND, params={"source": "test"})
 
