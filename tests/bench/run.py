@@ -12,7 +12,7 @@ times the query in-process through `schema.execute`. Prints a table and writes J
 bench-results/foundation.json (`--quick`: a small tree and short runs, to
 bench-results/foundation-quick.json).
 
-    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|allocations|ingestion|workloads|failover|billing|all]
+    .venv/bin/python -m tests.bench.run [--suite foundation|jobs|allocations|ingestion|workloads|failover|billing|alarms|all]
         [--quick] [--keep]
         [--duration S] [--out PATH] [--jobs-out PATH]
 
@@ -68,6 +68,7 @@ SUITES = [
     "workloads",
     "failover",
     "billing",
+    "alarms",
     "all",
 ]
 
@@ -515,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
         from tests.bench import billing
 
         status = billing.run(quick=plan.quick, keep=plan.keep) or status
+    if plan.suite in ("alarms", "all"):
+        from tests.bench import alarms
+
+        status = alarms.run(quick=plan.quick, keep=plan.keep) or status
     return status
 
 
