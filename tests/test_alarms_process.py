@@ -454,3 +454,40 @@ async def test_worker_killed_after_a_200_before_writing_sent_repeats_the_same_de
         world, gql, client, workers, receiver, use_settings, answered=True
     )
     assert [(h.status, h.duplicate) for h in hits] == [(200, False), (200, True)]
+
+
+async def test_an_event_template_with_conditions_evaluates_on_a_worker(
+    world, gql, client, workers, receiver, use_settings
+):
+    """EVENT templates (here: Veeam ONE error records) go through the engine's check of
+    occurrences resolved by hand, a DISTINCT read that PostgreSQL must accept."""
+    worker = workers()
+    company = await company_set_up(world, gql, receiver, use_settings)
+    worker.wait_ready()
+    now = datetime.now(UTC).replace(microsecond=0)
+    batch = {
+        "reportedAt": now.isoformat(),
+        "servers": [{"uid": "one-1", "kind": "VEEAM_ONE", "name": "one01"}],
+        "veeamOne": [
+            {
+                "uid": "v-1",
+                "server": "one-1",
+                "objectName": "ds01",
+                "metric": "free_space",
+                "severity": "ERROR",
+                "message": "datastore almost full",
+                "recordedAt": (now - timedelta(minutes=5)).isoformat(),
+            }
+        ],
+    }
+    resp = await client.post(
+        "/ingest/v1/batch", json=batch, headers={"Authorization": f"Bearer {company.key}"}
+    )
+    assert resp.status_code == 200 and resp.json()["accepted"]["veeamOne"] == 1, resp.text
+    evaluation = await Job.get(kind=EVALUATE, organization_id=world.orgs["A1"].id)
+    done = await job_done(evaluation.id, 30)
+    assert done.state is JobState.SUCCEEDED, (done.error, worker.output()[-3000:])
+    owners = await Alarm.filter(
+        template__catalogue_key="veeam_one_errors", active_key__isnull=False
+    ).values_list("template__owner_id", flat=True)
+    assert sorted(owners) == sorted(world.orgs[k].id for k in ("Provider", "R1", "A1"))

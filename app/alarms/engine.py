@@ -380,7 +380,13 @@ async def _settled_by_hand(items: list[Item], now: datetime) -> dict[int, set[tu
         )
         if window is not None:
             query = query.filter(resolved_at__gte=now - window)
-        rows = await query.distinct().values_list("object_type", "object_id")
+        # Ordered by the selected columns: PostgreSQL refuses DISTINCT with the model's
+        # default ORDER BY id.
+        rows = (
+            await query.order_by("object_type", "object_id")
+            .distinct()
+            .values_list("object_type", "object_id")
+        )
         out[spec.id] = {(str(t), int(i)) for t, i in rows}
     return out
 
