@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
@@ -370,24 +370,27 @@ async def _settled_by_hand(items: list[Item], now: datetime) -> dict[int, set[tu
     hand is not raised again by the same occurrence; a new occurrence after the window is."""
     kinds = {key: d.kind for key, d in CATALOGUE.items()}
     occurrences = [i.spec for i in items if kinds.get(i.spec.catalogue_key) is RuleKind.EVENT]
-    out: dict[int, set[tuple[str, int]]] = {}
+    out: dict[int, set[tuple[str, int]]] = {spec.id: set() for spec in occurrences}
+    if not occurrences:
+        return out
+    # One statement for all of them: each template with its own window.
+    which = Q(id__in=[])
     for spec in occurrences:
         window = _event_window(spec)
-        query = Alarm.filter(
-            template_id=spec.id,
-            status=AlarmStatus.RESOLVED,
-            history__change=AlarmChange.RESOLVED,
-        )
+        part = Q(template_id=spec.id)
         if window is not None:
-            query = query.filter(resolved_at__gte=now - window)
-        # Ordered by the selected columns: PostgreSQL refuses DISTINCT with the model's
-        # default ORDER BY id.
-        rows = (
-            await query.order_by("object_type", "object_id")
-            .distinct()
-            .values_list("object_type", "object_id")
-        )
-        out[spec.id] = {(str(t), int(i)) for t, i in rows}
+            part &= Q(resolved_at__gte=now - window)
+        which |= part
+    # Ordered by the selected columns: PostgreSQL refuses DISTINCT with the model's default
+    # ORDER BY id.
+    rows = (
+        await Alarm.filter(which, status=AlarmStatus.RESOLVED, history__change=AlarmChange.RESOLVED)
+        .order_by("template_id", "object_type", "object_id")
+        .distinct()
+        .values_list("template_id", "object_type", "object_id")
+    )
+    for template_id, object_type, object_id in rows:
+        out[int(template_id)].add((str(object_type), int(object_id)))
     return out
 
 
