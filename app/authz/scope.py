@@ -116,7 +116,6 @@ def workload_q(
     `flat`: the row holds
     the company id as a plain integer (sessions, rollups), so the companies in scope are a
     subquery rather than a join."""
-    from app.authz.matrix import RoleScope
     from app.models import Organization
 
     if flat:
@@ -124,6 +123,18 @@ def workload_q(
         q = _q(**{f"{company}__in": Subquery(companies)})
     else:
         q = company_q(p, company[: -len("_id")] if company.endswith("_id") else company)
+    return q & within_q(p, location, subtenant)
+
+
+def within_q(
+    p: Principal, location: str = "location_id", subtenant: str | None = "subtenant_id"
+) -> Q:
+    """The part of a workload row's scope below the organization: the principal's locations
+    when its role is limited to locations, and its own computers (its Subtenant accounts) when
+    the role's scope is `own_computers`; `subtenant=None` for rows tied to no computer."""
+    from app.authz.matrix import RoleScope
+
+    q = Q()
     if p.location_ids is not None:
         q &= _q(**{f"{location}__in": list(p.location_ids)})
     if subtenant is None:

@@ -30,7 +30,7 @@ from app.alarms import engine
 from app.alarms.notify import notify
 from app.authz import scope
 from app.authz.capabilities import ALARMS
-from app.authz.matrix import Action, RoleScope
+from app.authz.matrix import Action
 from app.authz.principal import Principal, Target
 from app.errors import BadInput, Conflict, NotFound
 from app.models import Organization
@@ -53,11 +53,7 @@ def alarm_q(p: Principal) -> Q:
     ).values("id")
     q = Q(organization_id__in=Subquery(orgs), template_id__in=Subquery(templates))
     q &= ~Q(status=AlarmStatus.PENDING)
-    if p.location_ids is not None:
-        q &= Q(location_id__in=list(p.location_ids))
-    if p.scope_kind is RoleScope.OWN_COMPUTERS:
-        q &= Q(subtenant_id__in=scope.own_subtenants(p))
-    return q
+    return q & scope.within_q(p)
 
 
 async def alarm_in_scope(p: Principal, pk: int) -> Alarm:
