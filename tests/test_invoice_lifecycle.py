@@ -33,9 +33,7 @@ from app.services.invoice_generation import generate, generate_many
 from tests.permission_cases import Subject, outcome
 from tests.querycount import count_queries
 from tests.test_allocations import ALL_SUBJECTS, code, gid
-from tests.test_invoices import OCT1, agents, dispatched, run_job, simple_billing
-
-__all__ = ["dispatched"]
+from tests.test_invoices import OCT1, agents, run_job, simple_billing
 
 R1_ADMIN = ("R1", "Service Provider Administrator")
 FIELDS = """id number kind state revision total subtotal tax discount currency dueOn issuedOn
