@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from croniter import croniter
 
 from app.auth.authenticate import principal_for_bearer
 from app.authz.capabilities import DISCOVERY_RULES
@@ -315,8 +316,11 @@ async def test_scheduled_rules_run_when_due(world, gql, broker):
     # Finished: not due again until the next tick after its run.
     ran_at = (await DiscoveryRule.get(id=nightly.id)).last_run_at
     assert ran_at is not None
-    assert await discovery.run_due(ran_at + timedelta(hours=1)) == []
-    assert len(await discovery.run_due(ran_at + timedelta(days=1))) == 1
+    # The run finished at the real clock's time, so the next tick is computed from it (a fixed
+    # "one hour later" crossed 02:00 when the suite ran between 01:00 and 02:00).
+    next_tick = croniter("0 2 * * *", ran_at).get_next(datetime)
+    assert await discovery.run_due(next_tick - timedelta(seconds=1)) == []
+    assert len(await discovery.run_due(next_tick + timedelta(seconds=1))) == 1
 
     from dataclasses import replace
 
