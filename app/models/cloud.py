@@ -47,6 +47,14 @@ class CloudGateway(Model):
     )
     # Concurrent remote sessions the gateway's network redirector can carry.
     redirector_capacity = fields.IntField(default=10)
+    # The reachability probe (app.services.gateway_probes): a TCP connect to address:port.
+    # `reachable` is None until the gateway's current address and port were probed (a new
+    # address or port, or enabling a disabled gateway, clears it).
+    reachable = fields.BooleanField(null=True)
+    last_probe_at = fields.DatetimeField(null=True)
+    last_probe_error = fields.CharField(max_length=300, default="")
+    last_reachable_at = fields.DatetimeField(null=True)
+    probe_latency_ms = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
