@@ -1,5 +1,6 @@
 """Protected data: per computer its newest restore point, RPO status (TENANTRY_RPO_HOURS) and
-protecting jobs, for every scope; the RPO filter in SQL; one statement per page (+ COUNT)."""
+protecting jobs (the enabled ones the caller may read), for every scope; the RPO filter in SQL;
+one statement per page (+ COUNT)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from typing import Any
 
 import pytest
 
+from app.auth.authenticate import principal_for_bearer
+from app.authz import capabilities as caps
+from app.authz import engine
+from app.authz.matrix import Action
 from app.graphql.ids import to_global_id
-from app.models import ManagedComputer
+from app.models import BackupJob, ManagedComputer
+from app.models.backups import BackupJobKind, TargetKind
 from tests.factories import build_world
 from tests.querycount import count_queries
 from tests.workload_fleet import build_fleet
@@ -188,3 +194,43 @@ async def test_one_statement_per_page_plus_count(world, fleet, gql) -> None:
         body = await gql(PAGE, {"first": 9}, token=token)
     assert len(body["data"]["protectedComputers"]["nodes"]) == 9
     assert queries.count == 2, str(queries)
+
+
+async def test_job_count_is_the_enabled_jobs_the_caller_may_read(world, fleet, gql) -> None:
+    """The Client Portal's Subtenant reads its Backup Agents jobs but not the jobs assigned by
+    the service provider; a disabled job counts for nobody."""
+    own = fleet.subtenant_computers["A1:own"]
+    subtenant = fleet.subtenants["A1"]
+    common = dict(
+        company_id=own.company_id,  # type: ignore[attr-defined]
+        location_id=own.location_id,  # type: ignore[attr-defined]
+        kind=BackupJobKind.AGENT,
+        functionality=caps.JOB_FUNCTIONALITY["AGENT"].value,
+        computer=own,
+        target_kind=TargetKind.CLOUD,
+        target_subtenant=subtenant,
+    )
+    await BackupJob.create(uid="own-assigned", name="assigned", assigned_by_provider=True, **common)
+    await BackupJob.create(uid="own-off", name="off", enabled=False, **common)
+    default = fleet.jobs[("A1", BackupJobKind.AGENT, True)]
+    default.enabled = False
+    await default.save()
+
+    subtenant_p = await principal_for_bearer(world.token("A1", "Subtenant"))
+    assert engine.allows(subtenant_p, caps.backup_job("AGENT", False), Action.READ)
+    assert not engine.allows(subtenant_p, caps.backup_job("AGENT", True), Action.READ)
+
+    def counts(body: dict[str, Any]) -> dict[str, int]:
+        nodes = body["data"]["protectedComputers"]["nodes"]
+        return {short(n): n["protectedJobCount"] for n in nodes}
+
+    owner = await gql(PAGE, {}, token=world.token("A1", "Company Owner"))
+    # Own computer: its agent job and the provider's; the disabled one is not counted. The
+    # default location's computer: its own agent job, the provider's being disabled now.
+    assert counts(owner) == {"A1-Default-location": 1, "A1-East": 1, "A1-own": 2}
+    with count_queries() as queries:
+        mine_page = await gql(PAGE, {}, token=world.token("A1", "Subtenant"))
+    # Only its own agent job: the provider's job is another product row, N/A to a Subtenant.
+    assert counts(mine_page) == {"A1-own": 1}
+    assert queries.count == 2, str(queries)
+    assert len(queries.matching("backup_jobs")) == 1

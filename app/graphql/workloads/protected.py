@@ -1,7 +1,8 @@
 """Protected data: per managed computer, what is protected and whether its RPO holds.
 
 One SQL statement per page (the computer with its company and location joined, and the count
-of jobs protecting it as a correlated subquery), plus a COUNT when `totalCount` is asked for.
+of the enabled jobs protecting it that the caller may read as a correlated subquery), plus a
+COUNT when `totalCount` is asked for.
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from tortoise.expressions import RawSQL
+from tortoise.expressions import RawSQL, Subquery
+from tortoise.functions import Count
 
+from app.authz import scope
 from app.authz.capabilities import PROTECTED_DATA
 from app.authz.matrix import Action
+from app.authz.principal import Principal
 from app.graphql.common import principal
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id
 from app.graphql.pagination import Connection, paginate
 from app.graphql.permissions import guard
 from app.graphql.workloads.filters import in_place
+from app.models.backups import BackupJob
 from app.models.inventory import ManagedComputer
 from app.services import monitoring, workloads
 from app.services.monitoring import RpoStatus
@@ -33,13 +38,23 @@ RpoStatusEnum = strawberry.enum(
     "BREACHED: older; NEVER_PROTECTED: none.",
 )
 
-# Jobs protecting the computer (agent jobs bound to it), counted inside the page's statement;
-# the company condition lets the (company_id, functionality) index narrow the scan.
-PROTECTED_JOBS = RawSQL(
-    '(SELECT COUNT(*) FROM "backup_jobs" '
-    'WHERE "backup_jobs"."company_id" = "managed_computers"."company_id" '
-    'AND "backup_jobs"."computer_id" = "managed_computers"."id")'
-)
+
+def protecting_jobs(p: Principal) -> Subquery:
+    """The number of enabled jobs protecting the page's computer (agent jobs bound to it) that
+    the principal may read: a product row of the matrix that lets it read the job's kind (and
+    "Jobs assigned by service provider" for the provider's jobs in the Client Portal), and the
+    job inside its locations and own computers. The company part of the job's scope follows
+    from the computer's, which is in scope; the company condition also lets the
+    (company_id, functionality) index narrow the scan. A correlated subquery inside the page's
+    statement, so the page stays one statement."""
+    jobs = BackupJob.filter(
+        scope.within_q(p, subtenant="target_subtenant_id"),
+        scope.backup_job_q(p),
+        enabled=True,
+        company_id=RawSQL('"managed_computers"."company_id"'),
+        computer_id=RawSQL('"managed_computers"."id"'),
+    )
+    return Subquery(jobs.annotate(n=Count("id")).values("n"))
 
 
 @strawberry.type(name="ProtectedComputer", description="A managed computer's protection.")
@@ -53,7 +68,11 @@ class ProtectedComputerType:
     last_restore_point_at: datetime | None
     restore_point_count: int
     rpo_status: RpoStatusEnum  # type: ignore[valid-type]
-    protected_job_count: int
+    protected_job_count: int = strawberry.field(
+        description="The enabled backup jobs protecting the computer (its agent jobs) that you "
+        "may read: disabled jobs, and jobs of a product (or provider-assigned jobs) your role "
+        "cannot read, are not counted."
+    )
 
 
 @strawberry.input
@@ -96,12 +115,15 @@ class ProtectedDataQuery:
         filter: ProtectedComputerFilter | None = None,
     ) -> Connection[ProtectedComputerType] | None:
         cutoff = monitoring.rpo_cutoff()
-        query = ManagedComputer.filter(workloads.computer_q(principal(info)))
+        p = principal(info)
+        query = ManagedComputer.filter(workloads.computer_q(p))
         if filter is not None:
             query = in_place(query, filter.company_id, filter.location_id)
             if filter.rpo_status is not None:
                 query = query.filter(monitoring.rpo_q(RpoStatus(filter.rpo_status), cutoff))
-        page = query.select_related("company", "location").annotate(protected_jobs=PROTECTED_JOBS)
+        page = query.select_related("company", "location").annotate(
+            protected_jobs=protecting_jobs(p)
+        )
         connection = await paginate(page, first, after, _node(cutoff))
         connection._count_query = query
         return connection
