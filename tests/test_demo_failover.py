@@ -23,7 +23,7 @@ from app.models.failover import (
     SimulatedVm,
     StepState,
 )
-from app.services.failover_plans import readiness_many
+from app.services.failover_readiness import readiness_many
 from app.simulator.demo_failover import (
     DEMO_SITES,
     PLAN_NAME,

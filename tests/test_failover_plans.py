@@ -19,9 +19,9 @@ from app.errors import Conflict
 from app.models import AuditEntry, Organization, OrgKind
 from app.models.cloud import ReplicaKind, ReplicaState, TenantAccount, VmReplica
 from app.models.failover import FailoverPlan, FailoverPlanVm, PlanState
-from app.services import failover_plans
+from app.services import failover_plan_vms, failover_plans, failover_readiness
 from app.services.actor import Actor
-from app.services.failover_plans import VmInput
+from app.services.failover_plan_vms import VmInput
 from tests.conftest import ON_POSTGRES
 from tests.permission_cases import Subject, outcome
 from tests.querycount import count_queries
@@ -312,7 +312,7 @@ async def test_every_prerequisite_error_names_its_field(world, gql) -> None:
         ),
         (
             owner,
-            vms_input(plan.id, *[(i + 1, 0) for i in range(failover_plans.MAX_VMS + 1)]),
+            vms_input(plan.id, *[(i + 1, 0) for i in range(failover_plan_vms.MAX_VMS + 1)]),
             "BAD_USER_INPUT",
             "input.vms",
         ),
@@ -344,7 +344,7 @@ async def test_a_failing_insert_is_rolled_back_whole(world, db) -> None:
     plan = await make_plan(world.orgs["A1"])
     await add_vms(plan, [r[0]])
     actor = Actor(await principal_for_bearer(world.token(*OWNER)))
-    original = failover_plans._check_other_plans
+    original = failover_plan_vms._check_other_plans
     other = await make_plan(world.orgs["A1"], "Other")
     await add_vms(other, [r[2]])
     calls = []
@@ -354,12 +354,12 @@ async def test_a_failing_insert_is_rolled_back_whole(world, db) -> None:
         if len(calls) > 1:
             await original(plan_arg, vms)
 
-    failover_plans._check_other_plans = blind  # type: ignore[assignment]
+    failover_plan_vms._check_other_plans = blind  # type: ignore[assignment]
     try:
         with pytest.raises(Conflict) as caught:
-            await failover_plans.set_vms(actor, plan.id, [VmInput(r[1].id), VmInput(r[2].id)])
+            await failover_plan_vms.set_vms(actor, plan.id, [VmInput(r[1].id), VmInput(r[2].id)])
     finally:
-        failover_plans._check_other_plans = original  # type: ignore[assignment]
+        failover_plan_vms._check_other_plans = original  # type: ignore[assignment]
     assert caught.value.field == "input.vms.1.replicaId"
     assert await plan_vm_ids(plan) == [(r[0].id, 0, 0)]
     assert await FailoverPlanVm.filter(replica_id=r[1].id).count() == 0
@@ -446,27 +446,27 @@ async def test_readiness_reasons(world, gql) -> None:
     b = await make_replica(account, "beta")
     plan = await make_plan(world.orgs["A1"], tenant_account=account)
     await add_vms(plan, [a, b])
-    assert await failover_plans.readiness(plan) == []
+    assert await failover_readiness.readiness(plan) == []
     await VmReplica.filter(id=a.id).update(restore_points=[])
     await VmReplica.filter(id=b.id).update(state=ReplicaState.FAILOVER)
-    assert await failover_plans.readiness(plan) == [
+    assert await failover_readiness.readiness(plan) == [
         "the replica alpha has no restore point",
         "the replica beta is FAILOVER, not READY",
     ]
     await VmReplica.filter(id__in=[a.id, b.id]).update(restore_points=POINTS, state="READY")
     await TenantAccount.filter(id=account.id).update(enabled=False)
-    reasons = await failover_plans.readiness(plan)
+    reasons = await failover_readiness.readiness(plan)
     assert reasons == [
         "the tenant account A1-tenant is disabled, its lease expired, or its company or "
         "reseller is disabled"
     ]
     await TenantAccount.filter(id=account.id).update(enabled=True)
     await Organization.filter(id=world.orgs["A1"].id).update(enabled=False)
-    reasons = await failover_plans.readiness(plan)
+    reasons = await failover_readiness.readiness(plan)
     assert reasons[0] == "the company A1 is disabled" and len(reasons) == 2
     await Organization.filter(id=world.orgs["A1"].id).update(enabled=True)
     await Organization.filter(id=world.orgs["R1"].id).update(enabled=False)
-    assert (await failover_plans.readiness(plan))[0] == "the company A1's reseller is disabled"
+    assert (await failover_readiness.readiness(plan))[0] == "the company A1's reseller is disabled"
     await Organization.filter(id=world.orgs["R1"].id).update(enabled=True)
     body = await gql(READ, {"id": gid("FailoverPlan", plan.id)}, token=world.token(*OWNER))
     assert body["data"]["failoverPlan"]["ready"] is True
@@ -695,7 +695,7 @@ async def test_the_same_replica_into_two_plans_at_once(world) -> None:
 
         async def put(plan: FailoverPlan, mine: VmReplica) -> str:
             try:
-                await failover_plans.set_vms(
+                await failover_plan_vms.set_vms(
                     actor, plan.id, [VmInput(mine.id), VmInput(shared.id, 1)]
                 )
                 return "ok"
@@ -728,10 +728,12 @@ async def test_a_thousand_vms_are_set_in_a_constant_number_of_statements(world) 
     plan = await make_plan(world.orgs["A1"])
     actor = Actor(await principal_for_bearer(world.token(*OWNER)))
     with count_queries() as queries:
-        await failover_plans.set_vms(actor, plan.id, [VmInput(r, i % 7) for i, r in enumerate(ids)])
+        await failover_plan_vms.set_vms(
+            actor, plan.id, [VmInput(r, i % 7) for i, r in enumerate(ids)]
+        )
     # Two reads of the plan, the replicas, the other plans, the delete, two insert batches,
     # the audit entry.
     assert queries.count <= 9, str(queries)
     stored = await plan_vm_ids(plan)
     assert stored == [(r, i, i % 7) for i, r in enumerate(ids)]
-    assert await failover_plans.readiness(plan) == []
+    assert await failover_readiness.readiness(plan) == []

@@ -23,9 +23,9 @@ from app.jobs.context import JobContext
 from app.models import Organization, OrgKind, TenantAccount
 from app.models.cloud import ReplicaKind, VmReplica
 from app.models.failover import FailoverPlan, FailoverSession, FailurePolicy, PlanType, SessionKind
-from app.services import failover_executor, failover_plans, failover_runs, jobs
+from app.services import failover_executor, failover_plan_vms, failover_plans, failover_runs, jobs
 from app.services.actor import Actor
-from app.services.failover_plans import VmInput
+from app.services.failover_plan_vms import VmInput
 from app.simulator.demo_actor import DEMO_WORKER, staff_actor
 from app.simulator.demo_fleet import REPOSITORY
 
@@ -168,7 +168,7 @@ async def seed_demo_failover(end: datetime | None = None) -> int:
             tenant_account_id=account.id,
         )
         vms = [VmInput(rid, delay) for rid, (_, delay) in zip(ids, site, strict=True)]
-        await failover_plans.set_vms(actor, plan.id, vms)
+        await failover_plan_vms.set_vms(actor, plan.id, vms)
         created += 1
         if company.name == TESTED_COMPANY:
             await _run_test(actor, plan)

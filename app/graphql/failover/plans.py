@@ -23,8 +23,8 @@ from app.graphql.pagination import Connection, paginate
 from app.graphql.permissions import guard
 from app.graphql.tenancy.mutations import DeletePayload
 from app.models.failover import FailoverPlan, FailurePolicy, PlanState, PlanType
-from app.services import failover_plans
-from app.services.failover_plans import VmInput
+from app.services import failover_plan_vms, failover_plans
+from app.services.failover_plan_vms import VmInput
 
 Info = strawberry.Info[Context, Any]
 
@@ -171,7 +171,7 @@ class FailoverPlanMutation:
             VmInput(pk_of(vm.replica_id, "VmReplica", f"input.vms.{i}.replicaId"), vm.delay_seconds)
             for i, vm in enumerate(input.vms)
         ]
-        row = await failover_plans.set_vms(
+        row = await failover_plan_vms.set_vms(
             actor(info), pk_of(input.id, "FailoverPlan", "input.id"), vms
         )
         return FailoverPlanType.from_row(row)

@@ -19,7 +19,7 @@ from app.graphql.context import Context
 from app.graphql.ids import to_global_id
 from app.graphql.loaders import Loaders
 from app.models.failover import FailoverPlan, FailoverPlanVm, FailurePolicy, PlanState, PlanType
-from app.services import failover_plans
+from app.services import failover_plan_vms, failover_plans, failover_readiness
 
 Info = strawberry.Info[Context, Any]
 
@@ -52,13 +52,13 @@ class FailoverLoaders:
         )
 
     async def _vms(self, plan_ids: Sequence[int]) -> list[list[FailoverPlanVm]]:
-        found = await failover_plans.vms_by_plan(plan_ids)
+        found = await failover_plan_vms.vms_by_plan(plan_ids)
         return [found.get(pk, []) for pk in plan_ids]
 
     async def _reasons(self, plans: Sequence[FailoverPlan]) -> list[list[str]]:
         vms = await self.vms.load_many([plan.id for plan in plans])
         by_plan = {plan.id: plan_vms for plan, plan_vms in zip(plans, vms, strict=True)}
-        found = await failover_plans.readiness_many(plans, by_plan)
+        found = await failover_readiness.readiness_many(plans, by_plan)
         return [found[plan.id] for plan in plans]
 
 
