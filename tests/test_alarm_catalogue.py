@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from app.alarms.catalogue import CATALOGUE, Condition, EvalScope, validate_thresholds
+from app.alarms.evaluators.base import stamp
 from app.alarms.evaluators.security import address_id
 from app.errors import BadInput
 from app.models import (
@@ -499,7 +500,28 @@ async def _gateway(c: Ctx, i: int) -> list[Expect]:
     )
     await off.gateway_pools.add(unused)  # a disabled account depends on nothing
     gateway = await CloudGateway.get(pool=used)
-    return [("CloudGateway", gateway.id, E, c.provider, None, None)]
+
+    # Probes (tests/test_gateway_probes.py writes them for real): an enabled gateway whose last
+    # probe failed fires; one that answered, one never probed and a disabled one that failed
+    # and nobody uses do not.
+    def probed(tag: str, reachable: bool | None, enabled: bool = True) -> Any:
+        return CloudGateway.create(
+            name=f"probe-{tag}{i}",
+            address=f"{tag}{i}.gw.test",
+            enabled=enabled,
+            reachable=reachable,
+            last_probe_at=None if reachable is None else NOW,
+            last_probe_error="" if reachable is not False else "connection refused",
+        )
+
+    down = await probed("down", False)
+    await probed("up", True)
+    await probed("new", None)
+    await probed("off", False, enabled=False)
+    return [
+        ("CloudGateway", gateway.id, E, c.provider, None, None),
+        ("CloudGateway", down.id, E, c.provider, None, None),
+    ]
 
 
 @scenario("certificate_expiring")
@@ -647,13 +669,16 @@ async def _logins_address(c: Ctx, i: int) -> list[Expect]:
 # --- the tests ------------------------------------------------------------------------------
 
 MESSAGES = {
-    "rpo_exceeded": "no successful backup for 31 h (limit 24 h)",
-    "job_running_too_long": "running for 9 h (limit 8 h)",
-    "backup_agent_offline": "no heartbeat for 45 min (limit 30 min)",
+    # Moments, not durations: an unchanged condition reads the same at every evaluation.
+    "rpo_exceeded": f"no successful backup since {stamp(NOW - timedelta(hours=31))} (limit 24 h)",
+    "job_running_too_long": f"running since {stamp(NOW - timedelta(hours=9))} (limit 8 h)",
+    "backup_agent_offline": (
+        f"no heartbeat since {stamp(NOW - timedelta(minutes=45))} (limit 30 min)"
+    ),
     "cloud_storage_quota": "85% used (850 of 1000 GB; limit 80%)",
     "tenant_lease_expiring": "lease ends in 10 day(s)",
     "veeam_one_errors": "2 Veeam ONE error record(s) in the last 24 h",
-    "invoice_unpaid": "unpaid 10 days after its due date",
+    "invoice_unpaid": f"unpaid since its due date {NOW.date() - timedelta(days=10)}",
     "suspicious_logins_account": "5 failed logins in 15 min (limit 5",
     "tenant_disabled_with_data": "disabled while it holds 1 replica(s)",
     "license_over_quota": "6 AGENT_SERVER units used in November 2026 (quota 5)",

@@ -35,8 +35,7 @@ BAD = (AgentStatus.ERROR, AgentStatus.WARNING)
 def _silence(check: Check, heartbeat: datetime | None) -> str:
     limit = check.thresholds["minutes"]
     if heartbeat is not None and heartbeat < check.now - timedelta(minutes=limit):
-        minutes = int((check.now - heartbeat).total_seconds() // 60)
-        return f"no heartbeat for {minutes} min (limit {limit} min)"
+        return f"no heartbeat since {stamp(heartbeat)} (limit {limit} min)"
     return f"inaccessible (last heartbeat {stamp(heartbeat)})"
 
 

@@ -104,10 +104,6 @@ def percent(used: float, total: float) -> float:
     return 100.0 * used / total if total else 0.0
 
 
-def hours_since(now: datetime, since: datetime) -> int:
-    return int((now - since).total_seconds() // 3600)
-
-
 # --- template definitions -------------------------------------------------------------------
 
 ABOVE = "above"  # levels of a value that is worse when higher (warning ≤ error)

@@ -36,9 +36,8 @@ async def invoice_unpaid(check: Check) -> list[Condition]:
             None,
             None,
             check.severity,
-            f"invoice {r['number']} ({r['total']:.2f} {r['currency']}) unpaid"
-            f" {(today - r['due_on']).days} days after its due date {r['due_on']}"
-            f" (limit {limit} days)",
+            f"invoice {r['number']} ({r['total']:.2f} {r['currency']}) unpaid since its due"
+            f" date {r['due_on']} (limit {limit} days)",
         )
         for r in rows
     ]

@@ -16,7 +16,6 @@ from app.alarms.evaluators.base import (
     K,
     S,
     define,
-    hours_since,
     stamp,
 )
 from app.models import (
@@ -94,8 +93,7 @@ async def job_too_long(check: Check) -> list[Condition]:
         _job(
             r,
             check.severity,
-            f"{r['name']} has been running for {hours_since(check.now, r['last_run_at'])} h"
-            f" (limit {limit} h)",
+            f"{r['name']} has been running since {stamp(r['last_run_at'])} (limit {limit} h)",
         )
         for r in rows
     ]
@@ -121,7 +119,7 @@ async def rpo_exceeded(check: Check) -> list[Condition]:
     for r in rows:
         last = r["last_restore_point_at"]
         said = (
-            f"no successful backup for {hours_since(check.now, last)} h (limit {limit} h)"
+            f"no successful backup since {stamp(last)} (limit {limit} h)"
             if last
             else f"never backed up (limit {limit} h)"
         )
