@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.alarms import engine
+from app.alarms import engine, resolution, rows
+from app.alarms import templates as alarm_templates
 from app.alarms.catalogue import CATALOGUE, Condition, EvalScope
 from app.auth.authenticate import principal_for_bearer
 from app.models import Organization, OrgKind
@@ -35,7 +36,7 @@ ERROR, WARNING = AlarmSeverity.ERROR, AlarmSeverity.WARNING
 
 @pytest.fixture
 async def templates(world: World) -> World:
-    await engine.ensure_templates(o.id for o in world.orgs.values())
+    await alarm_templates.ensure_templates(o.id for o in world.orgs.values())
     return world
 
 
@@ -84,9 +85,9 @@ async def history(alarm: Alarm) -> list[tuple[str, str, str]]:
 
 async def test_every_organization_gets_the_catalogue_once(world: World):
     org_ids = [o.id for o in world.orgs.values()]
-    assert await engine.ensure_templates(org_ids) == len(org_ids) * len(CATALOGUE)
+    assert await alarm_templates.ensure_templates(org_ids) == len(org_ids) * len(CATALOGUE)
     with count_queries() as queries:
-        assert await engine.ensure_templates(org_ids) == 0
+        assert await alarm_templates.ensure_templates(org_ids) == 0
     assert queries.count == 1, queries.statements
     assert await AlarmTemplate.all().count() == len(org_ids) * len(CATALOGUE)
     row = await AlarmTemplate.get(owner_id=world.orgs["A1"].id, catalogue_key=KEY)
@@ -99,32 +100,65 @@ async def test_every_organization_gets_the_catalogue_once(world: World):
     )
     # A missing one (deleted) comes back alone.
     await AlarmTemplate.filter(id=row.id).delete()
-    assert await engine.ensure_templates(org_ids) == 1
+    assert await alarm_templates.ensure_templates(org_ids) == 1
 
 
 async def test_one_alarm_per_template_and_object_with_repeats(templates: World):
+    """A repeat is a new occurrence (another message or severity), not another evaluation: an
+    unchanged condition is not rewritten, its last_seen_at only refreshed once it is due."""
     w = templates
     t = await template(w, "A1")
     changes = await engine.apply(t, [cond(w, "A1", 1), cond(w, "A1", 1)], scope())
     assert len(changes.of(AlarmChange.TRIGGERED)) == 1
-    later = T0 + timedelta(minutes=5)
-    changes = await engine.apply(t, [cond(w, "A1", 1)], scope(later))
-    assert (changes.repeated, changes.changed) == (1, [])
     [alarm] = await open_alarms(t)
+    updated_at = alarm.updated_at
+    # Seen again unchanged before its last_seen_at is due: nothing written.
+    early = T0 + rows.LAST_SEEN_REFRESH - timedelta(minutes=1)
+    with count_queries() as queries:
+        changes = await engine.apply(t, [cond(w, "A1", 1)], scope(early))
+    assert (changes.repeated, changes.unchanged, changes.refreshed, changes.changed) == (
+        0,
+        1,
+        0,
+        [],
+    )
+    assert not [q for q in queries.statements if q.lstrip().upper().startswith("UPDATE")]
+    alarm = await Alarm.get(id=alarm.id)
+    assert (alarm.occurrences, alarm.last_seen_at, alarm.updated_at) == (1, T0, updated_at)
+    # Once due (at the latest REFRESH + SPREAD later), last_seen_at alone moves.
+    due = T0 + rows.LAST_SEEN_REFRESH + timedelta(minutes=rows.LAST_SEEN_SPREAD)
+    assert rows.last_seen_due(alarm.id, T0, due)
+    changes = await engine.apply(t, [cond(w, "A1", 1)], scope(due))
+    assert (changes.repeated, changes.unchanged, changes.refreshed) == (0, 1, 1)
+    alarm = await Alarm.get(id=alarm.id)
     assert (alarm.status, alarm.occurrences, alarm.first_seen_at, alarm.last_seen_at) == (
         AlarmStatus.ACTIVE,
-        2,
+        1,
         T0,
-        later,
+        due,
     )
+    # A new occurrence (the job failed again: another message) is a repeat.
+    later = due + timedelta(minutes=1)
+    again = cond(w, "A1", 1)
+    again.message = "job 1 failed again"
+    changes = await engine.apply(t, [again], scope(later))
+    assert (changes.repeated, changes.unchanged, changes.changed) == (1, 0, [])
+    alarm = await Alarm.get(id=alarm.id)
+    assert (alarm.occurrences, alarm.message, alarm.last_seen_at) == (2, again.message, later)
     assert alarm.active_key == f"{t.id}:BackupJob:1"
     assert alarm.raised_at == T0
     assert await history(alarm) == [("TRIGGERED", "ACTIVE", "ERROR")]
-    # Acknowledged alarms keep counting repeats.
+    # Acknowledged alarms keep counting new occurrences, and only those.
     await Alarm.filter(id=alarm.id).update(status=AlarmStatus.ACKNOWLEDGED)
+    await engine.apply(t, [again], scope(later))
+    assert (await Alarm.get(id=alarm.id)).occurrences == 2
     await engine.apply(t, [cond(w, "A1", 1)], scope(later))
     alarm = await Alarm.get(id=alarm.id)
     assert (alarm.status, alarm.occurrences) == (AlarmStatus.ACKNOWLEDGED, 3)
+    # Another name is written but is no new occurrence.
+    await engine.apply(t, [cond(w, "A1", 1, name="renamed")], scope(later))
+    alarm = await Alarm.get(id=alarm.id)
+    assert (alarm.object_name, alarm.occurrences) == ("renamed", 3)
 
 
 async def test_trigger_after_keeps_alarms_pending_until_seen_enough(templates: World):
@@ -199,7 +233,12 @@ async def test_suppress_after_stops_new_alarms_until_some_are_resolved(templates
     assert (len(changes.of(AlarmChange.TRIGGERED)), changes.suppressed) == (2, 1)
     assert [a.object_id for a in await open_alarms(t)] == [1, 2]
     changes = await engine.apply(t, conditions, scope())
-    assert (changes.changed, changes.suppressed, changes.repeated) == ([], 1, 2)
+    assert (changes.changed, changes.suppressed, changes.repeated, changes.unchanged) == (
+        [],
+        1,
+        0,
+        2,
+    )
     # A user resolves one by hand: the third may fire.
     await Alarm.filter(template_id=t.id, object_id=1).update(
         status=AlarmStatus.RESOLVED, active_key=None
@@ -298,7 +337,7 @@ async def test_disabled_template_resolves_its_alarms(templates: World):
     other = await template(w, "R1")
     for row in (t, other):
         await engine.apply(row, [cond(w, "A1", 1)], scope())
-    changes = await engine.resolve_for_template(t)
+    changes = await resolution.resolve_for_template(t)
     [alarm] = changes.of(AlarmChange.AUTO_RESOLVED)
     assert await open_alarms(t) == [] and len(await open_alarms(other)) == 1
     event = await AlarmEvent.filter(alarm_id=alarm.id).order_by("-id").first()
@@ -391,7 +430,8 @@ async def test_concurrent_applies_raise_one_alarm_per_object(templates: World):
     assert sum(len(r.of(AlarmChange.TRIGGERED)) for r in results[:4]) == 20
     rows = await open_alarms(t)
     assert [a.object_id for a in rows] == list(range(20))
-    assert sum(a.occurrences for a in rows) == 80  # every apply counted once
+    # The same condition seen by four applies is one occurrence, not four repeats.
+    assert [a.occurrences for a in rows] == [1] * 20
     # Suppression holds under the race: exactly 3 raised by the two concurrent applies.
     assert await Alarm.filter(template_id=limited.id, status=AlarmStatus.ACTIVE).count() == 3
     assert await AlarmEvent.filter(change=AlarmChange.TRIGGERED).count() == 23

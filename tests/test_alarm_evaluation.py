@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.alarms import engine, evaluation
+from app.alarms import engine, evaluation, resolution, templates
 from app.alarms.catalogue import Condition, Definition, EvalScope
 from app.models import (
     AuditEntry,
@@ -75,8 +75,8 @@ class Fake:
 def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
     fake = Fake()
     catalogue = fake.catalogue()
-    monkeypatch.setattr(engine, "CATALOGUE", catalogue)
-    monkeypatch.setattr(evaluation, "CATALOGUE", catalogue)
+    for module in (engine, evaluation, resolution, templates):
+        monkeypatch.setattr(module, "CATALOGUE", catalogue)
     return fake
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from app.alarms import engine as engine_
+from app.alarms import changes as alarm_changes
 from app.alarms.catalogue import CATALOGUE
 from app.auth.authenticate import principal_for_bearer
 from app.authz import engine
@@ -607,11 +607,11 @@ async def publish(*rows: Alarm) -> None:
         )
     )
     changed = [(r, AlarmChange.TRIGGERED) for r in rows]
-    await engine_.publish(engine_.Changes(changed=changed, owners=owners))  # type: ignore[arg-type]
+    await alarm_changes.publish(alarm_changes.Changes(changed=changed, owners=owners))  # type: ignore[arg-type]
 
 
 async def _listening(hub: events.LocalHub, org: Organization) -> None:
-    channel = engine_.alarm_channel(org.id)
+    channel = alarm_changes.alarm_channel(org.id)
     for _ in range(200):
         if hub.subscriber_count(channel):
             return
@@ -626,7 +626,7 @@ async def test_the_subscription_delivers_alarms_in_scope_only(
     stream = await _subscribe(world, "A1:Company Owner")
     first = asyncio.ensure_future(_next(stream, 5))
     await _listening(hub, a1)
-    assert hub.subscriber_count(engine_.alarm_channel(a2.id)) == 0
+    assert hub.subscriber_count(alarm_changes.alarm_channel(a2.id)) == 0
     # Out of scope first: another company's, and the reseller's template about A1 (published
     # on A1's channel too: dropped by the scope when read again).
     foreign = await raise_alarm(await template(a2), a2)
@@ -654,7 +654,7 @@ async def test_a_limited_operator_hears_only_its_companies(
     stream = await _subscribe(world, "Provider:Service Provider Operator:P1")
     first = asyncio.ensure_future(_next(stream, 5))
     await _listening(hub, p1)
-    assert hub.subscriber_count(engine_.alarm_channel(b1.id)) == 0
+    assert hub.subscriber_count(alarm_changes.alarm_channel(b1.id)) == 0
     tpl = await template(provider)
     await publish(await raise_alarm(tpl, b1))
     ours = await raise_alarm(tpl, p1)
@@ -673,7 +673,7 @@ async def test_the_reseller_hears_its_companies_and_changes(
     stream = await _subscribe(world, "R1:Service Provider Administrator")
     first = asyncio.ensure_future(_next(stream, 5))
     await _listening(hub, world.orgs["R1"])
-    assert hub.subscriber_count(engine_.alarm_channel(a1.id)) == 0
+    assert hub.subscriber_count(alarm_changes.alarm_channel(a1.id)) == 0
     alarm = await raise_alarm(await template(a1), a1)
     body = await gql(ACK, {"input": {"id": gid(alarm)}}, token=world.token("A1", OWNER))
     assert body["data"]["alarmAcknowledge"]["status"] == "ACKNOWLEDGED"

@@ -371,12 +371,13 @@ async def test_failed_session_raises_one_alarm_and_its_webhook_is_retried_until_
     row = await OutboxMessage.get(id=message_id)
     assert (row.state, row.attempts, row.last_error) == (OutboxState.SENT, 3, None)
 
-    # Evaluated again (another alarms.evaluate on the worker): the same alarm counts a repeat,
-    # nothing is raised or queued again, and a further sweep of the outbox sends nothing.
+    # Evaluated again (another alarms.evaluate on the worker): the same failed session is the
+    # same occurrence (no repeat counted, the row is not rewritten), nothing is raised or
+    # queued again, and a further sweep of the outbox sends nothing.
     again, _ = await jobs.create(None, EVALUATE, world.orgs["A1"])
     assert (await job_done(again.id)).state is JobState.SUCCEEDED
     alarm = await Alarm.get(id=raised.alarm.id)
-    assert (alarm.status, alarm.occurrences) == (AlarmStatus.ACTIVE, 2)
+    assert (alarm.status, alarm.occurrences) == (AlarmStatus.ACTIVE, 1)
     assert await Alarm.filter(template__catalogue_key=JOB_FAILED).count() == 3  # as before
     assert [e.change for e in await AlarmEvent.filter(alarm_id=alarm.id)] == [AlarmChange.TRIGGERED]
     assert [m.id for m in await webhook_messages()] == [message_id]

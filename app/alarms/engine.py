@@ -10,262 +10,75 @@ An object watched by several organizations' templates (the company's own, its re
 the provider's) gets one alarm per template: each portal has its own alarms, configured,
 acknowledged and resolved independently (as in VSPC).
 
-`apply(template, conditions, scope, now)`, in one transaction per batch of templates:
+`apply(template, conditions, scope, now)`, in one transaction per batch of templates
+(app.alarms.plan decides, app.alarms.rows writes):
 * conditions are filtered by the template's assignment and masks (app.alarms.watch);
 * new object → PENDING (occurrences 1), or ACTIVE at once when trigger_after ≤ 1 (TRIGGERED);
-* PENDING seen again → occurrences + 1, ACTIVE (TRIGGERED) when it reaches trigger_after;
-* ACTIVE / ACKNOWLEDGED seen again → occurrences + 1 and last_seen_at (repeats are the
-  counter: no history row per evaluation);
+* PENDING seen again → occurrences + 1 and last_seen_at on every evaluation that sees it
+  (trigger_after counts evaluations in a row), ACTIVE (TRIGGERED) when it reaches trigger_after;
+* ACTIVE / ACKNOWLEDGED seen again is written only when something changed. `occurrences`
+  (the API's "repeats") counts distinct occurrences, not evaluations: + 1 when the condition
+  comes back with another severity or another message. Evaluators word messages so that they
+  name the occurrence and nothing that moves with the clock alone: for EVENT-like rules the
+  newest event (a new failed session's time, the latest failed login, the newest Veeam ONE
+  record), for STATE / THRESHOLD rules the state and its moment or measure ("no heartbeat
+  since 12:03", "85% used") — so a new failed session, a heartbeat that came and went again
+  or a new usage level is a repeat, and the same condition seen every minute is not. A
+  condition that clears resolves the alarm; its return is a new alarm (occurrences 1).
+  Another object name, location or Subtenant is written without counting a repeat;
 * another severity → SEVERITY_CHANGED history row (a PENDING alarm just takes it);
+* `last_seen_at` is exact whenever the alarm is written; an alarm seen again unchanged gets it
+  refreshed coarsely, by one UPDATE per 1,000 ids, once it is older than
+  `rows.LAST_SEEN_REFRESH` + a spread by id (at most 30 minutes behind the last evaluation
+  that saw the condition);
 * open alarms of the template in the evaluated scope whose object is not among the admitted
   conditions → RESOLVED with an AUTO_RESOLVED row; a PENDING one, never raised nor told, is
   deleted instead. EVENT rules clear the same way: their evaluators report an object while its
   event is inside the template's window (a failed failover session until a later one succeeds,
-  failed logins within the last N minutes), so the alarm resolves once the window has passed;
+  failed logins within the last N minutes), so the alarm resolves once the window has passed.
+  An EVENT alarm resolved by hand is not raised again by the same occurrence (while it is in the
+  window, or for ever when the object is the event itself);
 * suppress_after N: while N or more of the template's alarms are ACTIVE / ACKNOWLEDGED, no new
   alarm is raised (no new row, no PENDING → ACTIVE). The count is read in the apply's
   transaction under an advisory lock per template (PostgreSQL), so concurrent applies of one
   template cannot overshoot; on SQLite writers are serialized anyway.
 
+Resolution without evaluation (templates or organizations disabled): app.alarms.resolution.
+What changed and its publication: app.alarms.changes.
+
 Cost: per batch of templates, one SELECT of the open alarms, one of the raised counts when a
-template suppresses, one INSERT (+ one SELECT for the new ids), one UPDATE per 1,000 plain
-repeats, a bulk UPDATE for changed rows, one for resolutions, one INSERT of history and the
-notifications' constant reads, whatever the number of objects.
+template suppresses, one of the EVENT objects resolved by hand, one INSERT (+ one SELECT for the
+new ids), one UPDATE per 1,000 PENDING counted and per 1,000 `last_seen_at` due, a bulk UPDATE
+for changed rows, one for resolutions, one INSERT of history and the notifications' constant
+reads, whatever the number of objects. An unchanged alarm costs no write.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q
+from tortoise.expressions import Q
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from app.alarms import notify as notifications
 from app.alarms.catalogue import CATALOGUE, Condition, EvalScope
-from app.alarms.watch import Tree, Watch, assignment_locations, load_tree, watch_of
+from app.alarms.changes import Changes, publish
+from app.alarms.plan import plan
+from app.alarms.rows import RAISED, Writes, write
+from app.alarms.templates import Item, Spec
+from app.alarms.watch import Tree, assignment_locations, load_tree
 from app.db import connection_name, serialize
-from app.models.alarms import (
-    Alarm,
-    AlarmChange,
-    AlarmEvent,
-    AlarmSeverity,
-    AlarmStatus,
-    AlarmTemplate,
-    RuleKind,
-)
-from app.models.tenancy import Organization
-from app.services import events
+from app.models.alarms import Alarm, AlarmChange, AlarmStatus, AlarmTemplate, RuleKind
 
 log = logging.getLogger(__name__)
 
-RAISED = (AlarmStatus.ACTIVE, AlarmStatus.ACKNOWLEDGED)
-CHUNK = 1000
 ATTEMPTS = 3
 After = Callable[[], Awaitable[Any]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def active_key(template_id: int, object_type: str, object_id: int) -> str:
-    return f"{template_id}:{object_type}:{object_id}"
-
-
-def alarm_channel(organization_id: int) -> str:
-    return f"alarm:{organization_id}"
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """The columns of a template the engine uses (read with `.values()`: a sweep reads every
-    organization's templates)."""
-
-    id: int
-    owner_id: int
-    catalogue_key: str
-    enabled: bool
-    severity: AlarmSeverity
-    thresholds: dict[str, Any]
-    trigger_after: int
-    suppress_after: int
-    name_include: list[str]
-    name_exclude: list[str]
-    assignment: dict[str, Any]
-    created_at: datetime
-
-    @classmethod
-    def of(cls, row: Any) -> Spec:
-        get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
-        values: dict[str, Any] = {name: get(name) for name in SPEC_FIELDS}
-        return cls(**values)
-
-    def model(self) -> AlarmTemplate:
-        """An unsaved template carrying what evaluators read (thresholds, severity)."""
-        return AlarmTemplate(
-            id=self.id,
-            owner_id=self.owner_id,
-            catalogue_key=self.catalogue_key,
-            severity=self.severity,
-            thresholds=self.thresholds,
-        )
-
-    def watch(self, tree: Tree) -> Watch:
-        return watch_of(
-            self.owner_id,
-            self.assignment,
-            self.name_include,
-            self.name_exclude,
-            self.created_at,
-            tree,
-        )
-
-
-SPEC_FIELDS = tuple(Spec.__dataclass_fields__)
-
-
-@dataclass
-class Item:
-    spec: Spec
-    watch: Watch
-    conditions: list[Condition]
-
-
-@dataclass
-class Changes:
-    """What one apply (or resolution) changed. `changed` lists the alarms told about and
-    published: raised, severity changed, resolved."""
-
-    changed: list[tuple[Alarm, AlarmChange]] = field(default_factory=list)
-    owners: dict[int, int] = field(default_factory=dict)  # template id → owner id
-    pending: int = 0  # new PENDING rows and PENDING seen again
-    repeated: int = 0  # ACTIVE / ACKNOWLEDGED seen again
-    suppressed: int = 0  # not raised because of suppress_after
-    discarded: int = 0  # PENDING alarms whose condition cleared (deleted)
-
-    def of(self, change: AlarmChange) -> list[Alarm]:
-        return [a for a, c in self.changed if c is change]
-
-    def merge(self, other: Changes) -> None:
-        self.changed += other.changed
-        self.owners.update(other.owners)
-        self.pending += other.pending
-        self.repeated += other.repeated
-        self.suppressed += other.suppressed
-        self.discarded += other.discarded
-
-    def counts(self) -> dict[str, int]:
-        out = {c.value.lower(): 0 for c in AlarmChange if c is not AlarmChange.ACKNOWLEDGED}
-        for _, change in self.changed:
-            out[change.value.lower()] += 1
-        out.update(
-            pending=self.pending,
-            repeated=self.repeated,
-            suppressed=self.suppressed,
-            discarded=self.discarded,
-        )
-        out.pop("resolved", None)
-        return out
-
-
-async def publish(changes: Changes) -> None:
-    """Wake-ups on the hub after commit: `alarm:<organization>` for the object's organization,
-    its ancestors and the template owner's. Never fails the caller (already committed)."""
-    if not changes.changed:
-        return
-    # Every ancestor's channel too (company → reseller → provider): a subscriber listens on
-    # its own organization's channel only, whatever the size of its tree.
-    ancestors: dict[int, set[int]] = {}
-    try:
-        orgs = {alarm.organization_id for alarm, _ in changes.changed}
-        for row in await Organization.filter(id__in=sorted(orgs)).values(
-            "id", "parent_id", "parent__parent_id"
-        ):
-            ancestors[row["id"]] = {
-                i for i in (row["parent_id"], row["parent__parent_id"]) if i is not None
-            }
-    except Exception as exc:
-        log.warning("could not read the ancestors of alarmed organizations: %s", exc)
-    for alarm, change in changes.changed:
-        template_id: int = alarm.template_id  # type: ignore[attr-defined]
-        payload = {
-            "alarm": alarm.id,
-            "change": change.value,
-            "status": AlarmStatus(alarm.status).value,
-            "severity": AlarmSeverity(alarm.severity).value,
-            "template": template_id,
-            "organization": alarm.organization_id,
-        }
-        channels = {
-            alarm.organization_id,
-            changes.owners.get(template_id, alarm.organization_id),
-            *ancestors.get(alarm.organization_id, ()),
-        }
-        for org in sorted(channels):
-            try:
-                await events.publish(alarm_channel(org), payload)
-            except Exception as exc:
-                log.warning("could not publish alarm %s: %s", alarm.id, exc)
-
-
-# --- templates --------------------------------------------------------------------------------
-
-
-async def ensure_templates(org_ids: Iterable[int]) -> int:
-    """Give every organization a configurable row of each catalogue template it lacks (bulk,
-    idempotent: a concurrent creator's rows are skipped by the unique (owner, name)). Returns
-    the rows created. Organizations that have them all cost one grouped count."""
-    ids = sorted({int(i) for i in org_ids})
-    keys = sorted(CATALOGUE)
-    created = 0
-    for chunk in _chunks(ids):
-        counts = dict(
-            await AlarmTemplate.filter(
-                owner_id__in=list(chunk), custom=False, catalogue_key__in=keys
-            )
-            .annotate(n=Count("id"))
-            .group_by("owner_id")
-            .values_list("owner_id", "n")
-        )
-        lacking = [o for o in chunk if counts.get(o, 0) < len(keys)]
-        if not lacking:
-            continue
-        have = set(
-            await AlarmTemplate.filter(owner_id__in=lacking, custom=False).values_list(
-                "owner_id", "catalogue_key"
-            )
-        )
-        rows = [
-            AlarmTemplate(
-                owner_id=owner,
-                catalogue_key=key,
-                name=d.name,
-                description=d.description,
-                kind=d.kind,
-                severity=d.default_severity,
-                thresholds=dict(d.default_thresholds),
-            )
-            for owner in lacking
-            for key, d in CATALOGUE.items()
-            if (owner, key) not in have
-        ]
-        await AlarmTemplate.bulk_create(rows, batch_size=CHUNK, ignore_conflicts=True)
-        created += len(rows)
-    return created
-
-
-# --- apply ------------------------------------------------------------------------------------
 
 
 async def apply(
@@ -304,17 +117,6 @@ async def apply_batch(
     return changes
 
 
-@dataclass
-class _Writes:
-    new: list[Alarm] = field(default_factory=list)
-    new_changes: dict[str, AlarmChange | None] = field(default_factory=dict)
-    repeats: list[int] = field(default_factory=list)
-    updated: list[Alarm] = field(default_factory=list)
-    resolved: list[Alarm] = field(default_factory=list)
-    discarded: list[int] = field(default_factory=list)
-    history: list[tuple[Alarm, AlarmChange]] = field(default_factory=list)
-
-
 async def _apply(items: list[Item], scope_orgs: list[int] | None, now: datetime) -> Changes:
     changes = Changes(owners={i.spec.id: i.spec.owner_id for i in items})
     if not items:
@@ -338,9 +140,9 @@ async def _apply(items: list[Item], scope_orgs: list[int] | None, now: datetime)
             .values_list("template_id", "n")
         )
     settled = await _settled_by_hand(items, now)
-    w = _Writes()
+    w = Writes()
     for item in items:
-        _plan(
+        plan(
             item,
             open_by_template[item.spec.id],
             raised.get(item.spec.id, 0),
@@ -349,7 +151,7 @@ async def _apply(items: list[Item], scope_orgs: list[int] | None, now: datetime)
             changes,
             settled.get(item.spec.id, set()),
         )
-    await _write(w, now)
+    await write(w, now)
     changes.changed = w.history
     return changes
 
@@ -392,219 +194,3 @@ async def _settled_by_hand(items: list[Item], now: datetime) -> dict[int, set[tu
     for template_id, object_type, object_id in rows:
         out[int(template_id)].add((str(object_type), int(object_id)))
     return out
-
-
-def _plan(
-    item: Item,
-    open_alarms: dict[str, Alarm],
-    raised: int,
-    now: datetime,
-    w: _Writes,
-    ch: Changes,
-    settled: set[tuple[str, int]] | None = None,
-) -> None:
-    spec = item.spec
-    limit = spec.suppress_after
-    seen: set[str] = set()
-    for c in item.conditions:
-        if not item.watch.admits(c):
-            continue
-        key = active_key(spec.id, c.object_type, c.object_id)
-        if key in seen:
-            continue
-        seen.add(key)
-        severity = AlarmSeverity(c.severity)
-        alarm = open_alarms.get(key)
-        if alarm is None and settled and (c.object_type, c.object_id) in settled:
-            continue  # resolved by hand: this occurrence is settled
-        if alarm is None:
-            trigger = spec.trigger_after <= 1
-            if limit and raised >= limit:
-                ch.suppressed += 1
-                continue
-            alarm = Alarm(
-                template_id=spec.id,
-                organization_id=c.organization_id,
-                location_id=c.location_id,
-                subtenant_id=c.subtenant_id,
-                object_type=c.object_type,
-                object_id=c.object_id,
-                object_name=c.object_name[:300],
-                status=AlarmStatus.ACTIVE if trigger else AlarmStatus.PENDING,
-                severity=severity,
-                message=c.message[:1000],
-                active_key=key,
-                occurrences=1,
-                first_seen_at=now,
-                last_seen_at=now,
-                raised_at=now if trigger else None,
-            )
-            w.new.append(alarm)
-            w.new_changes[key] = AlarmChange.TRIGGERED if trigger else None
-            if trigger:
-                raised += 1
-            else:
-                ch.pending += 1
-            continue
-        status = AlarmStatus(alarm.status)
-        alarm.occurrences += 1
-        alarm.last_seen_at = now
-        change: AlarmChange | None = None
-        if status is AlarmStatus.PENDING:
-            ch.pending += 1
-            if alarm.occurrences >= spec.trigger_after:
-                if limit and raised >= limit:
-                    ch.suppressed += 1
-                else:
-                    alarm.status, alarm.raised_at, change = (
-                        AlarmStatus.ACTIVE,
-                        now,
-                        AlarmChange.TRIGGERED,
-                    )
-                    raised += 1
-        else:
-            ch.repeated += 1
-            if severity != AlarmSeverity(alarm.severity):
-                change = AlarmChange.SEVERITY_CHANGED
-        facts = (severity, c.message[:1000], c.object_name[:300], c.location_id, c.subtenant_id)
-        same = facts == (
-            AlarmSeverity(alarm.severity),
-            alarm.message,
-            alarm.object_name,
-            alarm.location_id,
-            alarm.subtenant_id,
-        )
-        if same and change is None and status is AlarmStatus(alarm.status):
-            w.repeats.append(alarm.id)
-            continue
-        alarm.severity, alarm.message, alarm.object_name = facts[0], facts[1], facts[2]
-        alarm.location_id, alarm.subtenant_id = facts[3], facts[4]
-        w.updated.append(alarm)
-        if change is not None:
-            w.history.append((alarm, change))
-    for key, alarm in open_alarms.items():
-        if key in seen:
-            continue
-        if AlarmStatus(alarm.status) is AlarmStatus.PENDING:
-            w.discarded.append(alarm.id)
-            ch.discarded += 1
-            continue
-        alarm.status, alarm.active_key, alarm.resolved_at = AlarmStatus.RESOLVED, None, now
-        w.resolved.append(alarm)
-        w.history.append((alarm, AlarmChange.AUTO_RESOLVED))
-
-
-async def _write(w: _Writes, now: datetime, comment: str = "") -> None:
-    if w.new:
-        await Alarm.bulk_create(w.new, batch_size=CHUNK)
-        keys = [a.active_key for a in w.new]
-        stored: dict[str, Alarm] = {}
-        for chunk in _chunks(keys):
-            for row in await Alarm.filter(active_key__in=list(chunk)):
-                stored[row.active_key or ""] = row
-        for key in keys:
-            change = w.new_changes.get(key or "")
-            if change is not None:
-                w.history.append((stored[key or ""], change))
-    for chunk in _chunks(w.repeats):
-        await Alarm.filter(id__in=list(chunk)).update(
-            occurrences=F("occurrences") + 1, last_seen_at=now
-        )
-    if w.updated:
-        await Alarm.bulk_update(
-            w.updated,
-            fields=[
-                "occurrences",
-                "last_seen_at",
-                "status",
-                "raised_at",
-                "severity",
-                "message",
-                "object_name",
-                "location_id",
-                "subtenant_id",
-            ],
-            batch_size=CHUNK,
-        )
-    for chunk in _chunks([a.id for a in w.resolved]):
-        await Alarm.filter(id__in=list(chunk), active_key__isnull=False).update(
-            status=AlarmStatus.RESOLVED, active_key=None, resolved_at=now
-        )
-    for chunk in _chunks(w.discarded):
-        await Alarm.filter(id__in=list(chunk), status=AlarmStatus.PENDING).delete()
-    if w.history:
-        await AlarmEvent.bulk_create(
-            [
-                AlarmEvent(
-                    alarm_id=alarm.id,
-                    change=change,
-                    status=alarm.status,
-                    severity=alarm.severity,
-                    comment=comment,
-                    at=now,
-                )
-                for alarm, change in w.history
-            ],
-            batch_size=CHUNK,
-        )
-
-
-# --- resolution without evaluation -------------------------------------------------------------
-
-
-async def _resolve(query: Any, comment: str, now: datetime | None) -> Changes:
-    """Resolve the open alarms `query` selects (one transaction, nested in the caller's when
-    there is one). The caller publishes the Changes once its transaction has committed."""
-    now = now or utcnow()
-    async with in_transaction(connection_name()):
-        w = _Writes()
-        rows = await query.filter(active_key__isnull=False)
-        changes = Changes()
-        for alarm in rows:
-            if AlarmStatus(alarm.status) is AlarmStatus.PENDING:
-                w.discarded.append(alarm.id)
-                changes.discarded += 1
-                continue
-            alarm.status, alarm.active_key, alarm.resolved_at = AlarmStatus.RESOLVED, None, now
-            w.resolved.append(alarm)
-            w.history.append((alarm, AlarmChange.AUTO_RESOLVED))
-        await _write(w, now, comment)
-        changes.changed = w.history
-        await notifications.notify_many(changes.changed, now)
-    if changes.changed:
-        owners = await AlarmTemplate.filter(
-            id__in=sorted({a.template_id for a, _ in changes.changed})  # type: ignore[attr-defined]
-        ).values_list("id", "owner_id")
-        changes.owners = dict(owners)  # type: ignore[arg-type]
-    return changes
-
-
-async def resolve_for_template(template: AlarmTemplate, now: datetime | None = None) -> Changes:
-    """A template disabled or deleted: its open alarms resolve (AUTO_RESOLVED, "template
-    disabled"). Call it in the transaction that disables it; `publish` the result after."""
-    return await _resolve(Alarm.filter(template_id=template.id), "template disabled", now)
-
-
-async def resolve_for_organizations(
-    org_ids: Iterable[int], reason: str, now: datetime | None = None
-) -> Changes:
-    """Organizations disabled: the open alarms about their objects resolve (AUTO_RESOLVED with
-    `reason`), whichever template raised them; evaluations skip them until re-enabled.
-    Call it in the disabling transaction; `publish` the result after it commits."""
-    ids = sorted({int(i) for i in org_ids})
-    if not ids:
-        return Changes()
-    return await _resolve(Alarm.filter(organization_id__in=ids), reason, now)
-
-
-async def resolve_disabled_templates(now: datetime | None = None) -> Changes:
-    """The sweep's safety net: open alarms of templates disabled (or of keys no longer in the
-    catalogue) without `resolve_for_template`."""
-    stale = AlarmTemplate.filter(enabled=False).values_list("id", flat=True)
-    gone = AlarmTemplate.exclude(catalogue_key__in=sorted(CATALOGUE)).values_list("id", flat=True)
-    ids = sorted({int(str(i)) for i in [*(await stale), *(await gone)]})
-    if not ids:
-        return Changes()
-    changes = await _resolve(Alarm.filter(template_id__in=ids), "template disabled", now)
-    await publish(changes)
-    return changes

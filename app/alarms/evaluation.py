@@ -41,17 +41,11 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from app.alarms.catalogue import CATALOGUE, Condition, Definition, EvalScope
-from app.alarms.engine import (
-    SPEC_FIELDS,
-    After,
-    Changes,
-    Item,
-    Spec,
-    apply_batch,
-    ensure_templates,
-    resolve_disabled_templates,
-    utcnow,
-)
+from app.alarms.changes import Changes
+from app.alarms.engine import After, apply_batch
+from app.alarms.resolution import resolve_disabled_templates
+from app.alarms.rows import utcnow
+from app.alarms.templates import SPEC_FIELDS, Item, Spec, ensure_templates
 from app.alarms.watch import Tree, assignment_locations, load_tree
 from app.db import column, connection_name
 from app.models import AuditEntry, BackupJobSession, Job, JobState, Organization

@@ -4,8 +4,9 @@ administrators the company's. Nobody configures another organization's templates
 of any other organization is NOT_FOUND.
 
 The catalogue's templates are created for an organization on first use
-(`engine.ensure_templates`). They can be changed, cloned into custom templates (same catalogue
-key, own name), and reset to the catalogue's defaults; only custom templates can be deleted.
+(`alarms.templates.ensure_templates`). They can be changed, cloned into custom templates
+(same catalogue key, own name), and reset to the catalogue's defaults; only custom templates
+can be deleted.
 A template watches what its assignment names below its owner; a user assigns only
 organizations and locations inside their own scope (any other id is NOT_FOUND), so a
 provider operator limited to some companies cannot point the provider's templates elsewhere.
@@ -22,8 +23,10 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from app.alarms import engine
 from app.alarms.catalogue import CATALOGUE, Definition, validate_thresholds
+from app.alarms.changes import Changes, publish
+from app.alarms.resolution import resolve_for_template
+from app.alarms.templates import ensure_templates
 from app.authz import scope
 from app.authz.capabilities import ALARM_SETTINGS
 from app.authz.matrix import Action
@@ -100,7 +103,7 @@ async def template_in_scope(p: Principal, pk: int) -> AlarmTemplate:
 
 async def list_templates(p: Principal) -> list[AlarmTemplate]:
     require(p, ALARM_SETTINGS, Action.READ)
-    await engine.ensure_templates([p.organization_id])
+    await ensure_templates([p.organization_id])
     return await AlarmTemplate.filter(owner_id=p.organization_id).order_by("id")
 
 
@@ -229,7 +232,7 @@ async def _apply(p: Principal, row: AlarmTemplate, c: TemplateChanges) -> dict[s
     return changed
 
 
-async def _save(row: AlarmTemplate, was_enabled: bool) -> engine.Changes:
+async def _save(row: AlarmTemplate, was_enabled: bool) -> Changes:
     """Saves the row; a template just disabled resolves its open alarms in the same
     transaction (the caller publishes the changes once it has committed)."""
     try:
@@ -240,8 +243,8 @@ async def _save(row: AlarmTemplate, was_enabled: bool) -> engine.Changes:
             "your organization already has an alarm template with this name", field="input.name"
         ) from None
     if was_enabled and not row.enabled:
-        return await engine.resolve_for_template(row)
-    return engine.Changes()
+        return await resolve_for_template(row)
+    return Changes()
 
 
 # --- mutations ---------------------------------------------------------------------------------
@@ -269,7 +272,7 @@ async def update(actor: Actor, pk: int, changes: TemplateChanges) -> AlarmTempla
         entry.details["changes"] = await _apply(actor.p, row, changes)
         resolved = await _save(row, was_enabled)
         entry.details["resolved"] = len(resolved.changed)
-    await engine.publish(resolved)
+    await publish(resolved)
     return row
 
 
@@ -306,7 +309,7 @@ async def reset(actor: Actor, pk: int) -> AlarmTemplate:
         for name, value in catalogue_defaults(_definition(row)).items():
             setattr(row, name, value)
         resolved = await _save(row, was_enabled)
-    await engine.publish(resolved)
+    await publish(resolved)
     return row
 
 
@@ -356,7 +359,7 @@ async def delete(actor: Actor, pk: int) -> AlarmTemplate:
         if not row.custom:
             raise Conflict("predefined templates cannot be deleted: disable or reset it")
         # Its open alarms are resolved first (and told so), then go with it, history and all.
-        resolved = await engine.resolve_for_template(row)
+        resolved = await resolve_for_template(row)
         entry.details["resolved"] = len(resolved.changed)
         await row.delete()
     return row

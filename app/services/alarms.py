@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from tortoise.expressions import Q, Subquery
 
-from app.alarms import engine
+from app.alarms.changes import Changes, publish
 from app.alarms.notify import notify
 from app.authz import scope
 from app.authz.capabilities import ALARMS
@@ -122,8 +122,8 @@ async def _move(
         await notify(moved_row, change, event.id)
         entry.details["newStatus"] = to.value
     # Wake-ups for `alarmRaised` after the commit, on the engine's channels.
-    await engine.publish(
-        engine.Changes(
+    await publish(
+        Changes(
             changed=[(moved_row, change)],
             owners={moved_row.template_id: moved_row.template.owner_id},  # type: ignore[attr-defined]
         )

@@ -209,12 +209,14 @@ async def set_organization_enabled(
                 await failover_runs.terminate("organization disabled", company_ids=subtree)
             )
             # Their alarms resolve, whichever portal's template raised them.
-            from app.alarms import engine as alarms
+            from app.alarms.resolution import resolve_for_organizations
 
-            resolved = await alarms.resolve_for_organizations(subtree, "organization disabled")
+            resolved = await resolve_for_organizations(subtree, "organization disabled")
             entry.details["alarmsResolved"] = len(resolved.changed)
     if not enabled:
-        await alarms.publish(resolved)
+        from app.alarms.changes import publish
+
+        await publish(resolved)
     return org
 
 

@@ -8,7 +8,7 @@ and Redis database 6 (flushed at the start and the end, namespace `tenantry-benc
    computers (100 per company) with an agent job each, the companies' Backup & Replication
    servers and their jobs, and weeks of sessions — about 1,000,000 in all (`--quick`: 100
    companies, 10,000 computers, about 100,000 sessions). Then the catalogue's templates for
-   every organization (`engine.ensure_templates`, timed alone).
+   every organization (`templates.ensure_templates`, timed alone).
 2. **Full sweep** (`evaluation.evaluate_all`, in this process): time, SQL statements
    (`tests/querycount.py`), evaluator calls, templates applied, alarms raised (by template).
 3. **Incremental sweep** after 1,000 new sessions ingested through the ingestion service
@@ -406,7 +406,7 @@ async def latency(url: str, size: Size, companies: list[int]) -> dict[str, Any]:
 
 
 async def measure_all(size: Size, keep: bool) -> dict[str, Any]:
-    from app.alarms.engine import ensure_templates
+    from app.alarms.templates import ensure_templates
     from app.models import Organization, OrgKind
 
     results: dict[str, Any] = {}

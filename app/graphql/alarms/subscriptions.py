@@ -1,7 +1,7 @@
 """Live alarms: `alarmRaised` over graphql-transport-ws.
 
 The engine publishes each change on `alarm:<organization>` for the alarm's organization, its
-ancestors and its template owner (`engine.publish`); acknowledging and resolving publish the same
+ancestors and its template owner (`changes.publish`); acknowledging and resolving publish the same
 way. A subscriber listens on its own organization's channel — and, when its role is limited to
 selected companies, on theirs (the list is read again every minute) — all feeding one queue.
 Events are wake-ups carrying alarm ids: each batch of ids is read again through `alarm_q` in one
@@ -20,7 +20,7 @@ from typing import Any
 
 import strawberry
 
-from app.alarms.engine import alarm_channel
+from app.alarms.changes import alarm_channel
 from app.authz import scope
 from app.authz.capabilities import ALARMS
 from app.authz.matrix import Action
