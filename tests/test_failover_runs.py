@@ -45,9 +45,16 @@ from app.models.failover import (
     StepKind,
     StepState,
 )
-from app.services import failover_executor, failover_runs, jobs, tenancy, tenant_accounts
+from app.services import (
+    failover_executor,
+    failover_runs,
+    failover_steps,
+    jobs,
+    tenancy,
+    tenant_accounts,
+)
 from app.services.actor import Actor
-from app.services.failover_executor import select_point
+from app.services.failover_steps import select_point
 from tests.conftest import ON_POSTGRES, TEST_SETTINGS
 from tests.permission_cases import Subject, outcome
 from tests.querycount import count_queries
@@ -522,7 +529,7 @@ async def test_a_worker_dying_after_the_power_on_never_powers_a_vm_twice(
     world, driver, monkeypatch
 ) -> None:
     plan, replicas = await site(world)
-    real = failover_executor.commit_step
+    real = failover_steps.commit_step
     crashes: list[int] = []
 
     async def dying(run, step, state, output, message, first_failure):  # type: ignore[no-untyped-def]
@@ -532,7 +539,7 @@ async def test_a_worker_dying_after_the_power_on_never_powers_a_vm_twice(
             raise ConnectionResetError("worker lost its database mid-step")
         await real(run, step, state, output, message, first_failure)
 
-    monkeypatch.setattr(failover_executor, "commit_step", dying)
+    monkeypatch.setattr(failover_steps, "commit_step", dying)
     session = await failover_runs.start(await actor_of(world), plan.id, SessionKind.FAILOVER)
     await run(driver)
     assert crashes == [r.id for r in replicas]
@@ -561,7 +568,7 @@ async def test_a_run_that_cannot_go_on_ends_its_session(world, driver, monkeypat
     async def broken(*args: Any) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(failover_executor, "commit_step", broken)
+    monkeypatch.setattr(failover_steps, "commit_step", broken)
     session = await failover_runs.start(await actor_of(world), plan.id, SessionKind.FAILOVER)
     await run(driver)
     row = await FailoverSession.get(id=session.id)

@@ -9,7 +9,7 @@ from app.authz.matrix import Functionality
 from app.jobs.context import JobCancelled, JobContext, JobLost, is_transient
 from app.jobs.registry import JobKind, register
 from app.models.failover import FailoverSessionState
-from app.services import failover_executor
+from app.services import failover_executor, failover_progress
 
 
 async def run(ctx: JobContext) -> dict[str, Any]:
@@ -22,7 +22,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
         if is_transient(exc) and ctx.attempt < ctx.job.max_attempts:
             raise  # retried later: the run resumes from its steps
         # The job ends here: so does the session, or the plan would stay in progress.
-        await failover_executor.finish(
+        await failover_progress.finish(
             session_id, FailoverSessionState.FAILED, f"the run stopped: {exc}"[:500]
         )
         raise

@@ -58,9 +58,10 @@ from app.models.tenancy import Organization
 from app.services import events, jobs
 from app.services.actor import Actor
 from app.services.audit import audited
-from app.services.failover_executor import finish, select_point, session_channel
 from app.services.failover_plans import plan_in_scope, plan_q, plan_target
+from app.services.failover_progress import finish, session_channel
 from app.services.failover_readiness import readiness
+from app.services.failover_steps import select_point
 from app.services.guards import require
 
 RUN_KIND = "failover.run"

@@ -12,7 +12,7 @@ that caused it.
 Writers:
 
 - COMPUTE_HOUR, when an undo returns a failed-over replica to READY (the RELEASE step of an
-  UNDO session, app.services.failover_executor.commit_step, in the step's transaction): the
+  UNDO session, app.services.failover_progress.commit_step, in the step's transaction): the
   hours from the end of the replica's latest POWER_ON step of a FAILOVER or RETRY session of
   the same plan to the release, rounded half-up to 6 decimals (3.6 ms). Key
   "failover:<session that powered it on>:<replica>", company = the plan's, no location. Test

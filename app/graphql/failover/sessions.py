@@ -45,7 +45,7 @@ from app.models.failover import (
 )
 from app.models.tenancy import OrgKind
 from app.services import events, failover_runs
-from app.services.failover_executor import session_channel
+from app.services.failover_progress import session_channel
 from app.services.guards import require
 
 Info = strawberry.Info[Context, Any]
