@@ -1,6 +1,7 @@
 """discovery.run: run one discovery rule through the agents' driver and register what it finds
 as managed computers (agent status UNKNOWN, `discovered_by_id` = the rule, uid
-`discovered:<address or distinguished name>`).
+`discovered:<address or distinguished name>`); a host an agent already reported is known, not
+registered again (`app.services.discovery.register_hosts`, `app.services.computer_match`).
 
 A network rule runs range by range, an Active Directory rule in one part; after each part the
 checkpoint records the parts done and the counts so far, so a re-run after a crash continues
@@ -11,7 +12,6 @@ result. Params: {"rule_id": n}.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,56 +20,8 @@ from app.integrations import agents
 from app.integrations.backup_agents import AgentUnavailable, DriverFailed, FoundHost
 from app.jobs.context import JobContext, JobFailed, TransientError
 from app.jobs.registry import JobKind, register
-from app.models import AgentStatus, DiscoveryKind, DiscoveryRule, ManagedComputer, OsFamily
-
-UID_MAX = 100
-PREFIX = "discovered:"
-
-
-def discovered_uid(host: FoundHost) -> str:
-    uid = PREFIX + host.key
-    if len(uid) <= UID_MAX:
-        return uid
-    return PREFIX + "sha256:" + hashlib.sha256(host.key.encode()).hexdigest()[:64]
-
-
-def _os_family(value: str) -> OsFamily:
-    try:
-        return OsFamily(value)
-    except ValueError:
-        return OsFamily.OTHER
-
-
-async def register_hosts(rule: DiscoveryRule, hosts: list[FoundHost]) -> tuple[int, int]:
-    """Insert the hosts not yet known to the rule's company: (new, known)."""
-    by_uid = {discovered_uid(h): h for h in hosts}
-    company_id = rule.company_id  # type: ignore[attr-defined]
-    known: set[str] = set()
-    uids = list(by_uid)
-    for i in range(0, len(uids), 1000):
-        known.update(
-            await ManagedComputer.filter(
-                company_id=company_id, uid__in=uids[i : i + 1000]
-            ).values_list("uid", flat=True)  # type: ignore[arg-type]
-        )
-    fresh = [
-        ManagedComputer(
-            company_id=company_id,
-            location_id=rule.location_id,  # type: ignore[attr-defined]
-            uid=uid,
-            hostname=host.hostname[:255] or host.key[:255],
-            os_family=_os_family(host.os_family),
-            os_name=host.os_name[:200],
-            ip_addresses=[host.address] if host.address else [],
-            agent_status=AgentStatus.UNKNOWN,
-            discovered_by_id=rule.id,
-        )
-        for uid, host in by_uid.items()
-        if uid not in known
-    ]
-    if fresh:
-        await ManagedComputer.bulk_create(fresh, batch_size=500, ignore_conflicts=True)
-    return len(fresh), len(known)
+from app.models import DiscoveryKind, DiscoveryRule
+from app.services.discovery import register_hosts
 
 
 async def _find(rule: DiscoveryRule, part: str | None) -> list[FoundHost]:

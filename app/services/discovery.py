@@ -5,27 +5,40 @@ their runs as background jobs (`discovery.run`, app/jobs/discovery.py).
 One run per rule at a time: a run asked for while one is queued or running returns that one;
 a new one is keyed on the previous run (`discovery.run:<rule>:after:<job>`), so two requests
 racing create a single job. Scheduled rules are run by the scheduler's `discovery.due` sweep
-(`run_due`), through the same path.
+(`run_due`), through the same path. What a run finds is registered by `register_hosts`: a host
+an agent already reported is not registered again (`app.services.computer_match`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from croniter import croniter
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from app.authz import scope
 from app.authz.capabilities import DISCOVERY_RULES
 from app.authz.matrix import Action
 from app.authz.principal import Principal, Target
+from app.db import connection_name, serialize
 from app.errors import BadInput, Conflict, NotFound
-from app.integrations.backup_agents import ipv4_range
-from app.models import DiscoveryKind, DiscoveryRule, Job, JobState, Organization
+from app.integrations.backup_agents import FoundHost, ipv4_range
+from app.models import (
+    AgentStatus,
+    DiscoveryKind,
+    DiscoveryRule,
+    Job,
+    JobState,
+    ManagedComputer,
+    Organization,
+    OsFamily,
+)
 from app.models.tenancy import OrgKind
-from app.services import jobs
+from app.services import computer_match, jobs
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.backup_jobs import cron_schedule
@@ -297,3 +310,82 @@ async def run_due(now: datetime | None = None) -> list[int]:
         if created:
             started.append(job.id)
     return started
+
+
+# --- what a run finds ---------------------------------------------------------------------------
+
+UID_MAX = 100
+
+
+def discovered_uid(host: FoundHost) -> str:
+    uid = computer_match.PREFIX + host.key
+    if len(uid) <= UID_MAX:
+        return uid
+    return computer_match.PREFIX + "sha256:" + hashlib.sha256(host.key.encode()).hexdigest()[:64]
+
+
+def _os_family(value: str) -> OsFamily:
+    try:
+        return OsFamily(value)
+    except ValueError:
+        return OsFamily.OTHER
+
+
+def _addresses(host: FoundHost) -> list[str]:
+    return [host.address] if host.address else []
+
+
+async def register_hosts(rule: DiscoveryRule, hosts: list[FoundHost]) -> tuple[int, int]:
+    """Register the hosts the company does not know yet: (new, known). Known: registered by a
+    run before (by uid), or reported by an agent (`computer_match`: such a computer is linked
+    to the rule when it is the one match and no rule is linked yet). In one transaction under
+    the company's ingestion lock, so an agent's report never claims half of it."""
+    by_uid = {discovered_uid(h): h for h in hosts}
+    company_id = rule.company_id  # type: ignore[attr-defined]
+    location_id = rule.location_id  # type: ignore[attr-defined]
+    async with in_transaction(connection_name()):
+        await serialize(computer_match.lock_key(company_id))
+        known: set[str] = set()
+        uids = list(by_uid)
+        for i in range(0, len(uids), 1000):
+            known.update(
+                await ManagedComputer.filter(
+                    company_id=company_id, uid__in=uids[i : i + 1000]
+                ).values_list("uid", flat=True)  # type: ignore[arg-type]
+            )
+        unknown = {uid: host for uid, host in by_uid.items() if uid not in known}
+        reported = await computer_match.candidates(
+            company_id,
+            (h.hostname for h in unknown.values()),
+            (a for h in unknown.values() for a in _addresses(h)),
+            ("id", "hostname", "location_id", "ip_addresses", "discovered_by_id"),
+            claimed=True,
+        )
+        fresh, links = [], set()
+        for uid, host in unknown.items():
+            match = computer_match.deciding(host.hostname, _addresses(host), location_id, reported)
+            if match:
+                known.add(uid)
+                if len(match) == 1 and match[0]["discovered_by_id"] is None:
+                    links.add(match[0]["id"])
+                continue
+            fresh.append(
+                ManagedComputer(
+                    company_id=company_id,
+                    location_id=location_id,
+                    uid=uid,
+                    hostname=host.hostname[:255] or host.key[:255],
+                    os_family=_os_family(host.os_family),
+                    os_name=host.os_name[:200],
+                    ip_addresses=_addresses(host),
+                    agent_status=AgentStatus.UNKNOWN,
+                    discovered_by_id=rule.id,
+                )
+            )
+        if fresh:
+            await ManagedComputer.bulk_create(fresh, batch_size=500, ignore_conflicts=True)
+        if links:
+            await ManagedComputer.filter(id__in=links, discovered_by_id__isnull=True).update(
+                discovered_by_id=rule.id
+            )
+    return len(fresh), len(known)

@@ -2,7 +2,8 @@
 
 A batch is authenticated by an agent key (`app.services.agent_keys`): everything in it belongs
 to the key's company, and the computers, servers and jobs it reports for the first time land in
-the key's location. Records are keyed by the reporter's own ids (natural keys): computer,
+the key's location, except a computer a discovery rule registered: the report claims that row
+(its uid becomes the reporter's; the rule is in `app.services.computer_match`). Records are keyed by the reporter's own ids (natural keys): computer,
 server and job `uid` per company, session `uid` per job, restore point `uid` per computer,
 Veeam ONE record `uid` per server.
 
@@ -16,7 +17,8 @@ Veeam ONE record `uid` per server.
   ONE records never go back in time; a running session never undoes a finished one; the daily
   rollups move by the difference (`app.services.rollup_counts`).
 * Constant query count: one SELECT per list by natural keys, one bulk INSERT, one `executemany`
-  UPDATE, whatever the number of records.
+  UPDATE, whatever the number of records (and, when the batch reports computers new to the
+  company, one SELECT of the discovered computers they may claim).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from app.db import connection_name, serialize
 from app.models import AgentKey, BackupAgent, BackupJob, BackupServer, ManagedComputer
 from app.models.inventory import ServerKind
 from app.models.licensing import VeeamOneRecord
-from app.services import ingest_jobs
+from app.services import computer_match, ingest_jobs
 from app.services.bulk_sql import execute_many
 from app.services.ingest_records import LISTS, Batch, Record, Rejection, parse_batch
 
@@ -164,21 +166,33 @@ async def servers(run: Run) -> None:
 
 
 async def computers(run: Run) -> None:
+    """Known computers (by uid) are updated; a new one claims the computer a discovery found
+    for it, or is inserted in the key's location."""
     refs = run.refs("uid", "computers") | run.refs(
         "computer", "agents", "jobs", "restorePoints", "heartbeats"
     )
     run.computers = await load_by_uid(
         ManagedComputer, refs, COMPUTER_FIELDS, company_id=run.company_id
     )
+    claims = await computer_match.claims(
+        run.company_id,
+        run.location_id,
+        [r for _, r in run.records("computers") if r["uid"] not in run.computers],
+        (*COMPUTER_FIELDS, "discovered_by_id"),
+    )
     fields = ("hostname", "os_family", "os_name", "ip_addresses")
     new, updates = [], []
     for _, r in run.records("computers"):
         row = run.computers.get(r["uid"])
+        claimed = row is None and r["uid"] in claims
+        if claimed:
+            row = run.computers[r["uid"]] = {**claims[r["uid"]], **r}
         if row is None:
             new.append(ManagedComputer(company_id=run.company_id, location_id=run.location_id, **r))
-        elif _changed(row, r, fields):
+        elif claimed or _changed(row, r, fields):
             updates.append(
                 [
+                    r["uid"],
                     r["hostname"],
                     r["os_family"].value,
                     r["os_name"],
@@ -193,9 +207,10 @@ async def computers(run: Run) -> None:
         run.computers.update(
             await load_by_uid(ManagedComputer, fresh, COMPUTER_FIELDS, company_id=run.company_id)
         )
+    # A claimed computer takes the reporter's uid here; the others keep theirs.
     await execute_many(
-        "UPDATE managed_computers SET hostname = ?, os_family = ?, os_name = ?, ip_addresses = ?,"
-        " updated_at = ? WHERE id = ?",
+        "UPDATE managed_computers SET uid = ?, hostname = ?, os_family = ?, os_name = ?,"
+        " ip_addresses = ?, updated_at = ? WHERE id = ?",
         updates,
     )
 
