@@ -142,6 +142,13 @@ class Settings:
     # The daily alarm digests (alarms.digest, each organization at its own hour): off in
     # Settings built by code, hourly from load_settings unless TENANTRY_SCHEDULE_ALARM_DIGEST="".
     schedule_alarm_digest: str = ""
+    # Cloud gateway reachability probes (app.services.gateway_probes, the gateways.probe job):
+    # a TCP connect to each enabled gateway's address and port, at most `concurrency` at once,
+    # each given `timeout` seconds (name resolution included). Off in Settings built by code,
+    # every minute from load_settings unless TENANTRY_SCHEDULE_GATEWAY_PROBES="".
+    schedule_gateway_probes: str = ""
+    gateway_probe_timeout_seconds: float = 5.0
+    gateway_probe_concurrency: int = 20
 
     @property
     def is_production(self) -> bool:
@@ -286,6 +293,13 @@ def load_settings() -> Settings:
         ),
         alarms_evaluate_on_events=_bool("TENANTRY_ALARMS_ON_EVENTS", True),
         schedule_alarm_digest=os.environ.get("TENANTRY_SCHEDULE_ALARM_DIGEST", "1 * * * *"),
+        schedule_gateway_probes=os.environ.get("TENANTRY_SCHEDULE_GATEWAY_PROBES", "* * * * *"),
+        gateway_probe_timeout_seconds=float(
+            os.environ.get("TENANTRY_GATEWAY_PROBE_TIMEOUT", Settings.gateway_probe_timeout_seconds)
+        ),
+        gateway_probe_concurrency=_int(
+            "TENANTRY_GATEWAY_PROBE_CONCURRENCY", Settings.gateway_probe_concurrency
+        ),
     )
     settings.validate()
     return settings

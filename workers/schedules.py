@@ -27,6 +27,7 @@ OVERDUE = "billing.overdue"  # unpaid invoices past their due date, marked daily
 OUTBOX = "outbox.deliver"  # notifications waiting in the outbox (e-mail, webhooks)
 ALARMS = "alarms.sweep"  # alarm evaluation: incremental every minute, full hourly
 ALARM_DIGEST = "alarms.digest"  # the daily alarm digests of the organizations due this hour
+GATEWAY_PROBES = "gateways.probe"  # reachability of the enabled cloud gateways, every minute
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,8 +87,9 @@ def parse_extra(entry: str) -> Schedule:
 
 def default_schedules(settings: Settings | None = None) -> list[Schedule]:
     """The schedules in force: the recovery sweep, the hourly purge, the daily license count,
-    the daily billing run and overdue marking, and any extra ones. An empty cron expression
-    in the settings turns a schedule off."""
+    the daily billing run and overdue marking, the alarm sweeps and digests, the gateway
+    probes, and any extra ones. An empty cron expression in the settings turns a schedule
+    off."""
     settings = settings or get_settings()
     schedules: list[Schedule] = []
     if settings.schedule_recovery.strip():
@@ -113,6 +115,12 @@ def default_schedules(settings: Settings | None = None) -> list[Schedule]:
     if settings.schedule_alarm_digest.strip():
         schedules.append(
             Schedule(ALARM_DIGEST, settings.schedule_alarm_digest.strip(), job_kind=ALARM_DIGEST)
+        )
+    if settings.schedule_gateway_probes.strip():
+        schedules.append(
+            Schedule(
+                GATEWAY_PROBES, settings.schedule_gateway_probes.strip(), job_kind=GATEWAY_PROBES
+            )
         )
     schedules.extend(parse_extra(entry) for entry in settings.schedules_extra)
     names = [s.name for s in schedules]

@@ -311,7 +311,20 @@ class GatewayInput:
     redirector_capacity: int | None = None
 
 
+def _clear_probe(row: CloudGateway, moved: bool) -> None:
+    """A new address or port, or a gateway enabled again: the last probe no longer says
+    anything about it (the next probe will). After a move, when it was last reachable is
+    about the old address too."""
+    row.reachable = None
+    row.last_probe_at = None
+    row.last_probe_error = ""
+    row.probe_latency_ms = None
+    if moved:
+        row.last_reachable_at = None
+
+
 async def _apply_gateway(row: CloudGateway, data: GatewayInput, changes: dict[str, Any]) -> None:
+    endpoint = (row.address, row.port, row.enabled)
     if data.name is not None:
         row.name = _clean_name(data.name)
         await _unique(CloudGateway, exclude_id=row.id or None, name=row.name)
@@ -335,6 +348,9 @@ async def _apply_gateway(row: CloudGateway, data: GatewayInput, changes: dict[st
         _check_redirector(data.redirector_capacity)
         row.redirector_capacity = data.redirector_capacity
         changes["redirectorCapacity"] = row.redirector_capacity
+    moved = (row.address, row.port) != endpoint[:2]
+    if row.id is not None and (moved or (row.enabled and not endpoint[2])):
+        _clear_probe(row, moved)
 
 
 async def create_gateway(actor: Actor, data: GatewayInput) -> CloudGateway:

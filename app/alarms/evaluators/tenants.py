@@ -1,11 +1,12 @@
 """Tenant accounts (leases, gateways, disabled accounts still holding data), the provider's
 gateways and certificate, and failover plan sessions.
 
-Cloud gateways store no reachability probe; what is stored is whether the provider enabled a
-gateway and which pools tenants are restricted to. So a gateway is "unreachable" for tenants
-when it is disabled while enabled accounts restricted to its pool depend on it, and a tenant
-account has "no gateway" when none of its pools (or, for accounts that may use every gateway,
-none at all) has an enabled gateway.
+A cloud gateway is "unreachable" when it is enabled and its last reachability probe failed
+(app.services.gateway_probes: a TCP connect to its address and port, every minute by default),
+or when it is disabled while enabled accounts restricted to its pool depend on it (tenants
+cannot reach what the provider turned off). A gateway never probed at its current address is
+neither. A tenant account has "no gateway" when none of its pools (or, for accounts that may
+use every gateway, none at all) has an enabled gateway.
 """
 
 from __future__ import annotations
@@ -161,37 +162,57 @@ async def no_gateway(check: Check) -> list[Condition]:
 
 
 async def gateway_unreachable(check: Check) -> list[Condition]:
-    """Disabled gateways of pools that enabled pool-restricted accounts depend on. Up to three
-    statements: the provider, the disabled pooled gateways, the accounts of their pools."""
+    """Enabled gateways whose last probe failed, and disabled gateways of pools that enabled
+    pool-restricted accounts depend on. Up to three statements: the provider, both kinds of
+    gateway in one read, the accounts of the disabled gateways' pools."""
     provider = await provider_in_scope(check)
     if provider is None:
         return []
-    gateways = await CloudGateway.filter(enabled=False, pool_id__not_isnull=True).values(
-        "id", "name", "address", "pool_id", "pool__name"
+    gateways = await CloudGateway.filter(
+        Q(enabled=True, reachable=False) | Q(enabled=False, pool_id__not_isnull=True)
+    ).values(
+        "id",
+        "name",
+        "address",
+        "port",
+        "enabled",
+        "pool_id",
+        "pool__name",
+        "last_probe_error",
+        "last_reachable_at",
     )
-    if not gateways:
-        return []
-    links = await TenantAccount.filter(
-        enabled=True,
-        gateway_selection=GatewaySelection.POOLS,
-        gateway_pools__id__in={g["pool_id"] for g in gateways},
-    ).values("id", "gateway_pools__id")
-    users = Counter(link["gateway_pools__id"] for link in links)
-    return [
-        Condition(
-            "CloudGateway",
-            g["id"],
-            g["name"],
-            provider,
-            None,
-            None,
-            check.severity,
-            f"gateway {g['address']} is disabled while {users[g['pool_id']]} tenant account(s)"
-            f" use its pool {g['pool__name']}",
+    pools = {g["pool_id"] for g in gateways if not g["enabled"]}
+    users: Counter[int] = Counter()
+    if pools:
+        links = await TenantAccount.filter(
+            enabled=True,
+            gateway_selection=GatewaySelection.POOLS,
+            gateway_pools__id__in=pools,
+        ).values("id", "gateway_pools__id")
+        users = Counter(link["gateway_pools__id"] for link in links)
+    out = []
+    for g in gateways:
+        if g["enabled"]:
+            # Worded by the state, not by the probe's time: the same outage seen every minute
+            # is one occurrence (a new error or a success in between is another).
+            said = (
+                f"gateway {g['address']}:{g['port']} does not answer"
+                f" ({g['last_probe_error'] or 'probe failed'}); last reachable"
+                + (f" {stamp(g['last_reachable_at'])}" if g["last_reachable_at"] else ": never")
+            )
+        elif users[g["pool_id"]]:
+            said = (
+                f"gateway {g['address']} is disabled while {users[g['pool_id']]} tenant"
+                f" account(s) use its pool {g['pool__name']}"
+            )
+        else:
+            continue
+        out.append(
+            Condition(
+                "CloudGateway", g["id"], g["name"], provider, None, None, check.severity, said
+            )
         )
-        for g in gateways
-        if users[g["pool_id"]]
-    ]
+    return out
 
 
 async def failover_failed(check: Check) -> list[Condition]:
@@ -277,8 +298,10 @@ DEFINITIONS = [
     define(
         "cloud_gateway_unreachable",
         "Cloud gateway unreachable",
-        "A cloud gateway is disabled while enabled tenant accounts use its pool (gateways"
-        " store no reachability probe: a disabled gateway is the one that cannot be reached).",
+        "An enabled cloud gateway did not answer its last reachability probe (a TCP connect"
+        " to its address and port), or a gateway is disabled while enabled tenant accounts"
+        " use its pool. Resolves when a later probe succeeds (or the gateway is re-enabled,"
+        " or no account depends on it).",
         K.STATE_CHANGE,
         S.ERROR,
         "tenants",

@@ -34,7 +34,7 @@ from app.models import (
     PublicIpPool,
     VlanRange,
 )
-from app.services import certificates, cloud_infra
+from app.services import certificates, cloud_infra, gateway_probes
 from app.services.actor import Actor
 
 Info = strawberry.Info[Context, Any]
@@ -331,6 +331,15 @@ class InfraMutation:
     async def cloud_gateway_delete(self, info: Info, id: strawberry.ID) -> DeletePayload:
         await cloud_infra.delete_gateway(actor(info), pk_of(id, "CloudGateway"))
         return DeletePayload(deleted_id=id)
+
+    @strawberry.mutation(
+        extensions=guard(CAP, Action.UPDATE),
+        description="Probe the gateway now (enabled or not): a TCP connect to its address and "
+        "port within the probe timeout; the result is stored like the scheduled probes'.",
+    )
+    async def cloud_gateway_probe(self, info: Info, id: strawberry.ID) -> CloudGatewayType:
+        row = await gateway_probes.probe_now(actor(info), pk_of(id, "CloudGateway"))
+        return CloudGatewayType.from_row(row)
 
     @strawberry.mutation(
         extensions=guard(CAP, Action.CREATE),

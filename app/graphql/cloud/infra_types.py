@@ -178,6 +178,22 @@ class CloudGatewayType(Node):
     redirector_capacity: int = strawberry.field(
         description="Concurrent remote sessions the gateway's network redirector can carry."
     )
+    reachable: bool | None = strawberry.field(
+        description="Whether the last probe (a TCP connect to address:port) succeeded; null "
+        "until the current address and port were probed (a new address or port, or enabling "
+        "the gateway, clears it)."
+    )
+    last_probe_at: datetime | None
+    last_probe_error: str | None = strawberry.field(
+        description="Why the last probe failed (refused, no answer within the timeout, name "
+        "not resolved); null when it succeeded or never ran."
+    )
+    probe_latency_ms: int | None = strawberry.field(
+        description="How long the last successful probe's connect took, in milliseconds."
+    )
+    last_reachable_at: datetime | None = strawberry.field(
+        description="When a probe of this address last succeeded."
+    )
     created_at: datetime
 
     @classmethod
@@ -190,6 +206,11 @@ class CloudGatewayType(Node):
             port=row.port,
             enabled=row.enabled,
             redirector_capacity=row.redirector_capacity,
+            reachable=row.reachable,
+            last_probe_at=row.last_probe_at,
+            last_probe_error=row.last_probe_error or None,
+            probe_latency_ms=row.probe_latency_ms,
+            last_reachable_at=row.last_reachable_at,
             created_at=row.created_at,
         )
 
