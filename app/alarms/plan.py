@@ -9,7 +9,7 @@ from datetime import datetime
 
 from app.alarms.catalogue import Condition
 from app.alarms.changes import Changes
-from app.alarms.rows import Writes, active_key, last_seen_due, resolve_into
+from app.alarms.rows import AnyAlarm, OpenAlarm, Writes, active_key, last_seen_due, resolve_into
 from app.alarms.templates import Item, Spec
 from app.models.alarms import Alarm, AlarmChange, AlarmSeverity, AlarmStatus
 
@@ -28,7 +28,7 @@ def facts_of(c: Condition) -> Facts:
     )
 
 
-def stored_facts(alarm: Alarm) -> Facts:
+def stored_facts(alarm: AnyAlarm) -> Facts:
     return (
         AlarmSeverity(alarm.severity),
         alarm.message,
@@ -38,7 +38,7 @@ def stored_facts(alarm: Alarm) -> Facts:
     )
 
 
-def _take(alarm: Alarm, facts: Facts) -> None:
+def _take(alarm: AnyAlarm, facts: Facts) -> None:
     alarm.severity, alarm.message, alarm.object_name = facts[0], facts[1], facts[2]
     alarm.location_id, alarm.subtenant_id = facts[3], facts[4]
 
@@ -86,7 +86,7 @@ class _Planner:
         else:
             self.ch.pending += 1
 
-    def pending_again(self, alarm: Alarm, facts: Facts) -> None:
+    def pending_again(self, alarm: OpenAlarm, facts: Facts) -> None:
         """Every evaluation that sees a PENDING alarm counts (trigger_after: "seen this many
         times in a row"); it takes the condition's facts, severity included, silently."""
         self.ch.pending += 1
@@ -104,7 +104,7 @@ class _Planner:
         if triggered:
             self.w.history.append((alarm, AlarmChange.TRIGGERED))
 
-    def raised_again(self, alarm: Alarm, facts: Facts) -> None:
+    def raised_again(self, alarm: OpenAlarm, facts: Facts) -> None:
         """A raised alarm seen again: written only when something changed (see the engine's
         docstring for what counts as a new occurrence)."""
         stored = stored_facts(alarm)
@@ -127,7 +127,7 @@ class _Planner:
 
 def plan(
     item: Item,
-    open_alarms: dict[str, Alarm],
+    open_alarms: dict[str, OpenAlarm],
     raised: int,
     now: datetime,
     w: Writes,

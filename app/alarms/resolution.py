@@ -29,8 +29,7 @@ async def _resolve(query: Any, comment: str, now: datetime | None) -> Changes:
         for alarm in await query.filter(active_key__isnull=False):
             if not resolve_into(w, alarm, now):
                 changes.discarded += 1
-        await write(w, now, comment)
-        changes.changed = w.history
+        changes.changed = await write(w, now, comment)
         await notifications.notify_many(changes.changed, now)
     if changes.changed:
         owners = await AlarmTemplate.filter(

@@ -11,14 +11,14 @@ whenever the alarm changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.expressions import F
 
-from app.models.alarms import Alarm, AlarmChange, AlarmEvent, AlarmStatus
+from app.models.alarms import Alarm, AlarmChange, AlarmEvent, AlarmSeverity, AlarmStatus
 
 RAISED = (AlarmStatus.ACTIVE, AlarmStatus.ACKNOWLEDGED)
 CHUNK = 1000
@@ -49,6 +49,39 @@ def last_seen_due(alarm_id: int, last_seen_at: datetime, now: datetime) -> bool:
     return now - last_seen_at >= LAST_SEEN_REFRESH + spread
 
 
+@dataclass(slots=True)
+class OpenAlarm:
+    """An open alarm as an evaluation reads it: the columns `plan` compares and may change,
+    read as plain values (a model instance costs several times more, and most open alarms are
+    seen again unchanged). `whole` turns the changed ones into models, read in one SELECT."""
+
+    id: int
+    template_id: int
+    active_key: str | None
+    status: AlarmStatus
+    severity: AlarmSeverity
+    message: str
+    object_name: str
+    location_id: int | None
+    subtenant_id: int | None
+    occurrences: int
+    last_seen_at: datetime
+    raised_at: datetime | None
+    resolved_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> OpenAlarm:
+        values = dict(zip(OPEN_FIELDS, row, strict=True))
+        values["status"] = AlarmStatus(values["status"])
+        values["severity"] = AlarmSeverity(values["severity"])
+        return cls(**values)
+
+
+OPEN_FIELDS = tuple(f for f in OpenAlarm.__dataclass_fields__ if f != "resolved_at")
+CARRIED = tuple(f for f in OpenAlarm.__dataclass_fields__ if f not in ("id", "template_id"))
+AnyAlarm = Alarm | OpenAlarm
+
+
 @dataclass
 class Writes:
     """What one evaluation (or resolution) writes: new rows (and the history change each gets
@@ -61,13 +94,37 @@ class Writes:
     new_changes: dict[str, AlarmChange | None] = field(default_factory=dict)
     counted: list[int] = field(default_factory=list)
     seen: list[int] = field(default_factory=list)
-    updated: list[Alarm] = field(default_factory=list)
-    resolved: list[Alarm] = field(default_factory=list)
+    updated: list[AnyAlarm] = field(default_factory=list)
+    resolved: list[AnyAlarm] = field(default_factory=list)
     discarded: list[int] = field(default_factory=list)
-    history: list[tuple[Alarm, AlarmChange]] = field(default_factory=list)
+    history: list[tuple[AnyAlarm, AlarmChange]] = field(default_factory=list)
 
 
-async def write(w: Writes, now: datetime, comment: str = "") -> None:
+async def _models(w: Writes) -> Callable[[AnyAlarm], Alarm]:
+    """The changed alarms read as models (one SELECT per 1,000 `OpenAlarm`s changed): a
+    function giving each alarm of `w` as a model carrying the planned values."""
+    ids = sorted({a.id for a in [*w.updated, *w.resolved] if isinstance(a, OpenAlarm)})
+    models: dict[int, Alarm] = {}
+    for chunk in chunks(ids):
+        for row in await Alarm.filter(id__in=list(chunk)):
+            models[row.id] = row
+
+    def model(alarm: AnyAlarm) -> Alarm:
+        if isinstance(alarm, Alarm):
+            return alarm
+        row = models[alarm.id]
+        for name in CARRIED:
+            setattr(row, name, getattr(alarm, name))
+        return row
+
+    return model
+
+
+async def write(w: Writes, now: datetime, comment: str = "") -> list[tuple[Alarm, AlarmChange]]:
+    """Store `w`; returns the history rows written, with the alarms as models (what the
+    notifications and the hub are given)."""
+    model = await _models(w)
+    history = [(model(a), change) for a, change in w.history]
     if w.new:
         await Alarm.bulk_create(w.new, batch_size=CHUNK)
         keys = [a.active_key for a in w.new]
@@ -78,7 +135,7 @@ async def write(w: Writes, now: datetime, comment: str = "") -> None:
         for key in keys:
             change = w.new_changes.get(key or "")
             if change is not None:
-                w.history.append((stored[key or ""], change))
+                history.append((stored[key or ""], change))
     for chunk in chunks(w.counted):
         await Alarm.filter(id__in=list(chunk)).update(
             occurrences=F("occurrences") + 1, last_seen_at=now
@@ -86,14 +143,15 @@ async def write(w: Writes, now: datetime, comment: str = "") -> None:
     for chunk in chunks(w.seen):
         await Alarm.filter(id__in=list(chunk)).update(last_seen_at=now)
     if w.updated:
-        await Alarm.bulk_update(w.updated, fields=list(UPDATED_FIELDS), batch_size=CHUNK)
+        updated = [model(a) for a in w.updated]
+        await Alarm.bulk_update(updated, fields=list(UPDATED_FIELDS), batch_size=CHUNK)
     for chunk in chunks([a.id for a in w.resolved]):
         await Alarm.filter(id__in=list(chunk), active_key__isnull=False).update(
             status=AlarmStatus.RESOLVED, active_key=None, resolved_at=now
         )
     for chunk in chunks(w.discarded):
         await Alarm.filter(id__in=list(chunk), status=AlarmStatus.PENDING).delete()
-    if w.history:
+    if history:
         await AlarmEvent.bulk_create(
             [
                 AlarmEvent(
@@ -104,13 +162,14 @@ async def write(w: Writes, now: datetime, comment: str = "") -> None:
                     comment=comment,
                     at=now,
                 )
-                for alarm, change in w.history
+                for alarm, change in history
             ],
             batch_size=CHUNK,
         )
+    return history
 
 
-def resolve_into(w: Writes, alarm: Alarm, now: datetime) -> bool:
+def resolve_into(w: Writes, alarm: AnyAlarm, now: datetime) -> bool:
     """An open alarm whose condition is gone: a PENDING one (never raised nor told) is
     discarded, a raised one resolved with an AUTO_RESOLVED history row. True when resolved."""
     if AlarmStatus(alarm.status) is AlarmStatus.PENDING:
