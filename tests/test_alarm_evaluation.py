@@ -6,6 +6,7 @@ company's, its reseller's and the provider's templates."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.alarms import engine, evaluation, resolution, templates
+from app.alarms import engine, evaluation, resolution, rows, templates
 from app.alarms.catalogue import Condition, Definition, EvalScope
 from app.models import (
     AuditEntry,
@@ -176,6 +177,34 @@ async def test_incremental_sweep_evaluates_only_changed_organizations(world, fak
     # The cursor moved: the next run does not evaluate A1's sessions again.
     await evaluation.evaluate_changed(T0)
     assert fake.called() == {"fake_time": None}
+
+
+def alarm_writes(statements: list[str]) -> list[str]:
+    return [
+        s
+        for s in statements
+        if re.match(r'\s*(UPDATE|INSERT INTO|DELETE FROM) "alarm(s|_events)"', s, re.IGNORECASE)
+    ]
+
+
+async def test_a_sweep_that_sees_the_same_conditions_writes_nothing(world, fake):
+    """Still-firing alarms are not rewritten every minute: no repeat is counted, and their
+    last_seen_at is refreshed in one UPDATE once due (rows.LAST_SEEN_REFRESH + spread)."""
+    w = world
+    fake.firing["fake_time"] = [cond(w, "A1", 1), cond(w, "B1", 2)]
+    await evaluation.evaluate_all(T0)
+    with count_queries() as quiet:
+        report = await evaluation.evaluate_changed(T0 + timedelta(minutes=1))
+    counts = report.changes.counts()
+    assert (counts["repeated"], counts["unchanged"], counts["refreshed"]) == (0, 6, 0)
+    assert alarm_writes(quiet.statements) == []
+    due = T0 + rows.LAST_SEEN_REFRESH + timedelta(minutes=rows.LAST_SEEN_SPREAD)
+    with count_queries() as refresh:
+        report = await evaluation.evaluate_changed(due)
+    assert report.changes.counts()["refreshed"] == 6
+    assert [s.split()[0].upper() for s in alarm_writes(refresh.statements)] == ["UPDATE"]
+    stored = await Alarm.filter(active_key__isnull=False).values_list("occurrences", "last_seen_at")
+    assert set(stored) == {(1, due)}
 
 
 async def test_event_sources_follow_their_cursor_and_clear_their_open_alarms(world, fake):
