@@ -1,8 +1,9 @@
 """Discovery rules: validation (CIDR and a-b IPv4 ranges, at most 65,536 addresses, an AD
 query, a cron schedule, a location of the company), runs as `discovery.run` jobs end to end on
 the in-process broker (computers registered once, re-runs and resumed runs duplicate nothing,
-one run per rule at a time), scheduled runs, driver failures, and the matrix for every
-principal. The real-worker test runs a discovery and a backup report in a `tenantry worker`."""
+a computer an agent reported is not registered again, one run per rule at a time), scheduled
+runs, driver failures, and the matrix for every principal. The real-worker test runs a
+discovery and a backup report in a `tenantry worker`."""
 
 from __future__ import annotations
 
@@ -222,6 +223,39 @@ async def test_a_run_registers_found_computers_once(world, gql, broker):
         .values_list("details", flat=True)
     )
     assert [d["deduplicated"] for d in runs] == [False, True, False]  # type: ignore[index]
+
+
+async def test_a_run_does_not_register_a_computer_an_agent_reported(world, gql, broker):
+    """The agent reported one of the hosts first (by another hostname case): the run counts it
+    as known and links it to the rule, and registers the others."""
+    from app.models import AgentKey
+    from app.services import ingestion
+
+    token = world.token("A1", OWNER)
+    rule = await create_rule(world, gql)
+    pk = (await DiscoveryRule.get(name="Office LAN")).id
+    hosts = await simulated(pk, RANGES)
+    key = await AgentKey.create(
+        company=world.orgs["A1"],
+        location=world.locations["A1-East"],
+        name="agent",
+        prefix="discotest",
+        key_hash="0" * 64,
+    )
+    computer = {"uid": "agent-1", "hostname": hosts[0].hostname.upper(), "ipAddresses": []}
+    await ingestion.ingest(key, {"reportedAt": "2026-03-01T12:00:00Z", "computers": [computer]})
+    await gql(RUN, {"id": rule["id"]}, token=token)
+    await run_queued_inline(broker)
+    view = (await gql(ONE, {"id": rule["id"]}, token=token))["data"]["discoveryRule"]
+    assert view["lastResult"] == {
+        "found": len(hosts),
+        "new": len(hosts) - 1,
+        "known": 1,
+        "errors": [],
+    }
+    assert await ManagedComputer.filter(company_id=world.orgs["A1"].id).count() == len(hosts)
+    assert not await ManagedComputer.exists(uid=f"discovered:{hosts[0].address}")
+    assert (await ManagedComputer.get(uid="agent-1")).discovered_by_id == pk  # type: ignore[attr-defined]
 
 
 class Flaky(SimulatedAgents):
