@@ -688,14 +688,17 @@ async def test_objects_are_unreachable_for_other_staff_by_id(world, gql) -> None
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="concurrent transactions need PostgreSQL")
 async def test_concurrent_overlapping_definitions_leave_one(world) -> None:
-    from app.services import cloud_infra
+    from app.services import cloud_networks
     from app.services.actor import Actor
 
     actor = Actor(
         await principal_for_bearer(world.token("Provider", "Service Provider Global Administrator"))
     )
     results = await asyncio.gather(
-        *[cloud_infra.create_vlan_range(actor, "esx-1", 100 + i, 200 + i, True) for i in range(8)],
+        *[
+            cloud_networks.create_vlan_range(actor, "esx-1", 100 + i, 200 + i, True)
+            for i in range(8)
+        ],
         return_exceptions=True,
     )
     assert sum(not isinstance(r, Exception) for r in results) == 1
@@ -703,7 +706,7 @@ async def test_concurrent_overlapping_definitions_leave_one(world) -> None:
     assert await VlanRange.filter(host="esx-1").count() == 1
     pools = await asyncio.gather(
         *[
-            cloud_infra.create_ip_pool(
+            cloud_networks.create_ip_pool(
                 actor, f"pool-{i}", f"198.51.100.{i}", f"198.51.100.{i + 20}"
             )
             for i in range(8)

@@ -25,7 +25,7 @@ from app.authz.capabilities import CLOUD_INFRASTRUCTURE
 from app.authz.matrix import Action
 from app.graphql.ids import to_global_id
 from app.models import Alarm, AlarmStatus, AuditEntry, CloudGateway, Job, JobState
-from app.services import cloud_infra, gateway_probes
+from app.services import cloud_gateways, gateway_probes
 from app.services.actor import Actor
 from app.services.gateway_probes import probe_address, probe_enabled
 from tests.conftest import TEST_SETTINGS
@@ -187,15 +187,21 @@ async def test_a_moved_or_re_enabled_gateway_is_unprobed_until_the_next_probe(wo
     async with listening() as port:
         row = await gateway("gw", port)
         await probe_enabled(T0)
-        await cloud_infra.update_gateway(actor, row.id, cloud_infra.GatewayInput(name="gw 2"))
+        await cloud_gateways.update_gateway(actor, row.id, cloud_gateways.GatewayInput(name="gw 2"))
         assert (await CloudGateway.get(id=row.id)).reachable is True  # a rename changes nothing
-        await cloud_infra.update_gateway(actor, row.id, cloud_infra.GatewayInput(enabled=False))
+        await cloud_gateways.update_gateway(
+            actor, row.id, cloud_gateways.GatewayInput(enabled=False)
+        )
         assert (await CloudGateway.get(id=row.id)).reachable is True  # kept while disabled
-        await cloud_infra.update_gateway(actor, row.id, cloud_infra.GatewayInput(enabled=True))
+        await cloud_gateways.update_gateway(
+            actor, row.id, cloud_gateways.GatewayInput(enabled=True)
+        )
         row = await CloudGateway.get(id=row.id)
         assert (row.reachable, row.last_probe_at, row.last_reachable_at) == (None, None, T0)
         await probe_enabled(T0)
-        await cloud_infra.update_gateway(actor, row.id, cloud_infra.GatewayInput(port=port + 1))
+        await cloud_gateways.update_gateway(
+            actor, row.id, cloud_gateways.GatewayInput(port=port + 1)
+        )
         row = await CloudGateway.get(id=row.id)
         assert (row.reachable, row.last_probe_at, row.last_reachable_at) == (None, None, None)
 

@@ -37,7 +37,7 @@ from app.models import AuditEntry, CloudGateway, Organization, OrgKind
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.bulk_sql import execute_many
-from app.services.cloud_infra import gateway
+from app.services.cloud_gateways import gateway
 from app.services.guards import require
 from app.settings import SettingsError, get_settings
 

@@ -34,7 +34,14 @@ from app.models import (
     PublicIpPool,
     VlanRange,
 )
-from app.services import certificates, cloud_infra, gateway_probes
+from app.services import (
+    certificates,
+    cloud_gateways,
+    cloud_infra,
+    cloud_networks,
+    gateway_probes,
+    hardware_plans,
+)
 from app.services.actor import Actor
 
 Info = strawberry.Info[Context, Any]
@@ -50,12 +57,12 @@ def _node(type_cls: Any, fetch: Any) -> Any:
 
 
 register_node("CloudRepository", CAP, _node(CloudRepositoryType, cloud_infra.repository))
-register_node("GatewayPool", CAP, _node(GatewayPoolType, cloud_infra.pool))
-register_node("CloudGateway", CAP, _node(CloudGatewayType, cloud_infra.gateway))
+register_node("GatewayPool", CAP, _node(GatewayPoolType, cloud_gateways.pool))
+register_node("CloudGateway", CAP, _node(CloudGatewayType, cloud_gateways.gateway))
 register_node("Certificate", CAP, _node(CertificateType, certificates.certificate_in_scope))
-register_node("HardwarePlan", CAP, _node(HardwarePlanType, cloud_infra.plan))
-register_node("VlanRange", CAP, _node(VlanRangeType, cloud_infra.vlan_range))
-register_node("PublicIpPool", CAP, _node(PublicIpPoolType, cloud_infra.ip_pool))
+register_node("HardwarePlan", CAP, _node(HardwarePlanType, hardware_plans.plan))
+register_node("VlanRange", CAP, _node(VlanRangeType, cloud_networks.vlan_range))
+register_node("PublicIpPool", CAP, _node(PublicIpPoolType, cloud_networks.ip_pool))
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -278,13 +285,15 @@ class InfraMutation:
     async def gateway_pool_create(
         self, info: Info, input: GatewayPoolCreateInput
     ) -> GatewayPoolType:
-        return GatewayPoolType.from_row(await cloud_infra.create_pool(actor(info), input.name))
+        return GatewayPoolType.from_row(await cloud_gateways.create_pool(actor(info), input.name))
 
     @strawberry.mutation(extensions=guard(CAP, Action.UPDATE))
     async def gateway_pool_update(
         self, info: Info, input: GatewayPoolUpdateInput
     ) -> GatewayPoolType:
-        row = await cloud_infra.update_pool(actor(info), pk_of(input.id, "GatewayPool"), input.name)
+        row = await cloud_gateways.update_pool(
+            actor(info), pk_of(input.id, "GatewayPool"), input.name
+        )
         return GatewayPoolType.from_row(row)
 
     @strawberry.mutation(
@@ -292,14 +301,14 @@ class InfraMutation:
         description="Its gateways leave the pool; refused while tenant accounts use the pool.",
     )
     async def gateway_pool_delete(self, info: Info, id: strawberry.ID) -> DeletePayload:
-        await cloud_infra.delete_pool(actor(info), pk_of(id, "GatewayPool"))
+        await cloud_gateways.delete_pool(actor(info), pk_of(id, "GatewayPool"))
         return DeletePayload(deleted_id=id)
 
     @strawberry.mutation(extensions=guard(CAP, Action.CREATE))
     async def cloud_gateway_create(
         self, info: Info, input: CloudGatewayCreateInput
     ) -> CloudGatewayType:
-        data = cloud_infra.GatewayInput(
+        data = cloud_gateways.GatewayInput(
             name=input.name,
             address=input.address,
             port=input.port,
@@ -307,13 +316,13 @@ class InfraMutation:
             pool_id=_pool_pk(input.pool_id),
             redirector_capacity=input.redirector_capacity,
         )
-        return CloudGatewayType.from_row(await cloud_infra.create_gateway(actor(info), data))
+        return CloudGatewayType.from_row(await cloud_gateways.create_gateway(actor(info), data))
 
     @strawberry.mutation(extensions=guard(CAP, Action.UPDATE))
     async def cloud_gateway_update(
         self, info: Info, input: CloudGatewayUpdateInput
     ) -> CloudGatewayType:
-        data = cloud_infra.GatewayInput(
+        data = cloud_gateways.GatewayInput(
             name=input.name,
             address=input.address,
             port=input.port,
@@ -321,7 +330,9 @@ class InfraMutation:
             pool_id=_pool_pk(input.pool_id),
             redirector_capacity=input.redirector_capacity,
         )
-        row = await cloud_infra.update_gateway(actor(info), pk_of(input.id, "CloudGateway"), data)
+        row = await cloud_gateways.update_gateway(
+            actor(info), pk_of(input.id, "CloudGateway"), data
+        )
         return CloudGatewayType.from_row(row)
 
     @strawberry.mutation(
@@ -329,7 +340,7 @@ class InfraMutation:
         description="Refused while remote sessions are open through it.",
     )
     async def cloud_gateway_delete(self, info: Info, id: strawberry.ID) -> DeletePayload:
-        await cloud_infra.delete_gateway(actor(info), pk_of(id, "CloudGateway"))
+        await cloud_gateways.delete_gateway(actor(info), pk_of(id, "CloudGateway"))
         return DeletePayload(deleted_id=id)
 
     @strawberry.mutation(
@@ -364,7 +375,7 @@ class InfraMutation:
     async def hardware_plan_create(
         self, info: Info, input: HardwarePlanCreateInput
     ) -> HardwarePlanType:
-        data = cloud_infra.PlanInput(
+        data = hardware_plans.PlanInput(
             name=input.name,
             cpu_mhz=input.cpu_mhz,
             memory_mb=input.memory_mb,
@@ -372,13 +383,13 @@ class InfraMutation:
             networks_without_internet=input.networks_without_internet,
             datastores=_datastores(input.datastores),
         )
-        return HardwarePlanType.from_row(await cloud_infra.create_plan(actor(info), data))
+        return HardwarePlanType.from_row(await hardware_plans.create_plan(actor(info), data))
 
     @strawberry.mutation(extensions=guard(CAP, Action.UPDATE))
     async def hardware_plan_update(
         self, info: Info, input: HardwarePlanUpdateInput
     ) -> HardwarePlanType:
-        data = cloud_infra.PlanInput(
+        data = hardware_plans.PlanInput(
             name=input.name,
             cpu_mhz=input.cpu_mhz,
             memory_mb=input.memory_mb,
@@ -386,14 +397,14 @@ class InfraMutation:
             networks_without_internet=input.networks_without_internet,
             datastores=_datastores(input.datastores),
         )
-        row = await cloud_infra.update_plan(actor(info), pk_of(input.id, "HardwarePlan"), data)
+        row = await hardware_plans.update_plan(actor(info), pk_of(input.id, "HardwarePlan"), data)
         return HardwarePlanType.from_row(row)
 
     @strawberry.mutation(
         extensions=guard(CAP, Action.DELETE), description="Refused while tenants subscribe to it."
     )
     async def hardware_plan_delete(self, info: Info, id: strawberry.ID) -> DeletePayload:
-        await cloud_infra.delete_plan(actor(info), pk_of(id, "HardwarePlan"))
+        await hardware_plans.delete_plan(actor(info), pk_of(id, "HardwarePlan"))
         return DeletePayload(deleted_id=id)
 
     @strawberry.mutation(
@@ -401,7 +412,7 @@ class InfraMutation:
         description="VLAN ids 1–4094; ranges on one host never overlap.",
     )
     async def vlan_range_create(self, info: Info, input: VlanRangeCreateInput) -> VlanRangeType:
-        row = await cloud_infra.create_vlan_range(
+        row = await cloud_networks.create_vlan_range(
             actor(info), input.host, input.first_id, input.last_id, input.internet
         )
         return VlanRangeType.from_row(row)
@@ -410,7 +421,7 @@ class InfraMutation:
         extensions=guard(CAP, Action.DELETE), description="Refused while VLANs are allocated."
     )
     async def vlan_range_delete(self, info: Info, id: strawberry.ID) -> DeletePayload:
-        await cloud_infra.delete_vlan_range(actor(info), pk_of(id, "VlanRange"))
+        await cloud_networks.delete_vlan_range(actor(info), pk_of(id, "VlanRange"))
         return DeletePayload(deleted_id=id)
 
     @strawberry.mutation(
@@ -420,7 +431,7 @@ class InfraMutation:
     async def public_ip_pool_create(
         self, info: Info, input: PublicIpPoolCreateInput
     ) -> PublicIpPoolType:
-        row = await cloud_infra.create_ip_pool(
+        row = await cloud_networks.create_ip_pool(
             actor(info), input.name, input.first_address, input.last_address
         )
         return PublicIpPoolType.from_row(row)
@@ -429,5 +440,5 @@ class InfraMutation:
         extensions=guard(CAP, Action.DELETE), description="Refused while addresses are allocated."
     )
     async def public_ip_pool_delete(self, info: Info, id: strawberry.ID) -> DeletePayload:
-        await cloud_infra.delete_ip_pool(actor(info), pk_of(id, "PublicIpPool"))
+        await cloud_networks.delete_ip_pool(actor(info), pk_of(id, "PublicIpPool"))
         return DeletePayload(deleted_id=id)

@@ -30,7 +30,7 @@ from app.models import (
     VlanRange,
 )
 from app.services import certificates
-from app.services.cloud_infra import ip_pool_size
+from app.services.cloud_networks import ip_pool_size
 
 Info = strawberry.Info[Context, Any]
 
