@@ -255,7 +255,7 @@ async def test_a_run_does_not_register_a_computer_an_agent_reported(world, gql, 
     }
     assert await ManagedComputer.filter(company_id=world.orgs["A1"].id).count() == len(hosts)
     assert not await ManagedComputer.exists(uid=f"discovered:{hosts[0].address}")
-    assert (await ManagedComputer.get(uid="agent-1")).discovered_by_id == pk  # type: ignore[attr-defined]
+    assert (await ManagedComputer.get(uid="agent-1")).discovered_by_id == pk
 
 
 class Flaky(SimulatedAgents):

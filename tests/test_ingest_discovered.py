@@ -115,7 +115,8 @@ async def test_an_agent_report_claims_the_discovered_computer(world: World) -> N
     assert (computer.os_name, computer.agent_status.value) == ("Windows Server 2025", "HEALTHY")
     assert (await BackupAgent.get(computer_id=computer.id)).version == "6.1"
     job = await BackupJob.get(uid="agent-20-job")
-    assert (job.computer_id, job.location_id) == (computer.id, computer.location_id)  # type: ignore[attr-defined]
+    placed = (job.computer_id, job.location_id)  # type: ignore[attr-defined]
+    assert placed == (computer.id, computer.location_id)  # type: ignore[attr-defined]
 
     # The same batch again changes nothing; from now on the computer is matched by its uid.
     before = await snapshot()
@@ -152,12 +153,13 @@ async def test_a_run_registers_no_computer_an_agent_reported(world: World) -> No
         ["pc-1", "pc-2", "pc-3", "pc-9", "discovered:10.0.1.9", "discovered:10.0.1.10"]
     )
     # The reported computers it found are linked to it; the others are not.
-    linked = {uid for uid, c in rows.items() if c.discovered_by_id == rule.id}  # type: ignore[attr-defined]
+    linked = {uid for uid, c in rows.items() if c.discovered_by_id == rule.id}
     assert linked == {"pc-1", "pc-2", "discovered:10.0.1.9", "discovered:10.0.1.10"}
     # A second rule finding pc-1 keeps the first link.
     second = await make_rule(world, "LAN again")
     assert await discovery.register_hosts(second, hosts[:1]) == (0, 1)
-    assert (await ManagedComputer.get(uid="pc-1")).discovered_by_id == rule.id  # type: ignore[attr-defined]
+    first = await ManagedComputer.get(uid="pc-1")
+    assert first.discovered_by_id == rule.id
 
 
 async def test_ambiguous_matches_bind_nothing(world: World) -> None:
@@ -200,7 +202,7 @@ async def test_ambiguous_matches_bind_nothing(world: World) -> None:
         ]
     )
     claimed = await ManagedComputer.get(uid="a-31")
-    assert claimed.discovered_by_id == network.id  # type: ignore[attr-defined]
+    assert claimed.discovered_by_id == network.id
     # An address alone binds only in the key's location (private ranges repeat between sites).
     default_rule = await make_rule(world, "HQ", "A1-Default")
     await discovery.register_hosts(default_rule, [FoundHost("10.0.1.40", "")])
@@ -209,7 +211,7 @@ async def test_ambiguous_matches_bind_nothing(world: World) -> None:
     home = await make_key(world, "A1-Default")
     await ingestion.ingest(home, report(pc("a-41", "srv41", "10.0.1.40")))
     bound = await ManagedComputer.get(uid="a-41")
-    assert bound.discovered_by_id == default_rule.id  # type: ignore[attr-defined]
+    assert bound.discovered_by_id == default_rule.id
     assert not await ManagedComputer.exists(uid="discovered:10.0.1.40")
 
 

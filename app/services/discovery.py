@@ -38,7 +38,7 @@ from app.models import (
     OsFamily,
 )
 from app.models.tenancy import OrgKind
-from app.services import computer_match, jobs
+from app.services import computer_match, ingestion, jobs
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.backup_jobs import cron_schedule
@@ -344,7 +344,7 @@ async def register_hosts(rule: DiscoveryRule, hosts: list[FoundHost]) -> tuple[i
     company_id = rule.company_id  # type: ignore[attr-defined]
     location_id = rule.location_id  # type: ignore[attr-defined]
     async with in_transaction(connection_name()):
-        await serialize(computer_match.lock_key(company_id))
+        await serialize(ingestion.lock_key(company_id))
         known: set[str] = set()
         uids = list(by_uid)
         for i in range(0, len(uids), 1000):
@@ -361,9 +361,10 @@ async def register_hosts(rule: DiscoveryRule, hosts: list[FoundHost]) -> tuple[i
             ("id", "hostname", "location_id", "ip_addresses", "discovered_by_id"),
             claimed=True,
         )
+        matcher = computer_match.Matcher(reported)
         fresh, links = [], set()
         for uid, host in unknown.items():
-            match = computer_match.deciding(host.hostname, _addresses(host), location_id, reported)
+            match = matcher.deciding(host.hostname, _addresses(host), location_id)
             if match:
                 known.add(uid)
                 if len(match) == 1 and match[0]["discovered_by_id"] is None:

@@ -3,9 +3,9 @@
 A batch is authenticated by an agent key (`app.services.agent_keys`): everything in it belongs
 to the key's company, and the computers, servers and jobs it reports for the first time land in
 the key's location, except a computer a discovery rule registered: the report claims that row
-(its uid becomes the reporter's; the rule is in `app.services.computer_match`). Records are keyed by the reporter's own ids (natural keys): computer,
-server and job `uid` per company, session `uid` per job, restore point `uid` per computer,
-Veeam ONE record `uid` per server.
+(its uid becomes the reporter's; the rule is in `app.services.computer_match`). Records are
+keyed by the reporter's own ids (natural keys): computer, server and job `uid` per company,
+session `uid` per job, restore point `uid` per computer, Veeam ONE record `uid` per server.
 
 * Strict: `app.services.ingest_records` checks every record; here, references are resolved
   (a session's job, a restore point's computer…, known already or accepted in the same batch).
@@ -71,6 +71,11 @@ VEEAM_ONE_FIELDS = ("object_name", "metric", "value", "severity", "message", "re
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def lock_key(company_id: int) -> str:
+    """The company's ingestion lock (`app.db.serialize`); discovery runs register under it too."""
+    return f"ingest:{company_id}"
 
 
 @dataclass
@@ -363,7 +368,7 @@ async def ingest(key: AgentKey, payload: Any) -> IngestResult:
     company_id: int = key.company_id  # type: ignore[attr-defined]
     run = Run(company_id, key.location_id, batch)  # type: ignore[attr-defined]
     async with in_transaction(connection_name()):
-        await serialize(f"ingest:{company_id}")
+        await serialize(lock_key(company_id))
         await servers(run)
         await computers(run)
         await agents(run)
