@@ -143,11 +143,13 @@ async def _run(
         by_org: dict[int, list[Condition]] = defaultdict(list)
         for c in conditions:
             by_org[c.organization_id].append(c)
+        order = {org: n for n, org in enumerate(by_org)}
         items = []
         for spec in group:
             watch = watches[spec.id]
-            watched = watch.organizations()
-            mine = [c for org, cs in by_org.items() if org in watched for c in cs]
+            # The smaller side drives: a company's template watches one organization.
+            mine_orgs = sorted(watch.organizations() & by_org.keys(), key=order.__getitem__)
+            mine = [c for org in mine_orgs for c in by_org[org]]
             if mine or spec.id in holding:
                 items.append(Item(spec, watch, mine))
         for start in range(0, len(items), BATCH):

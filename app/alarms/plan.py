@@ -30,7 +30,7 @@ def facts_of(c: Condition) -> Facts:
 
 def stored_facts(alarm: AnyAlarm) -> Facts:
     return (
-        AlarmSeverity(alarm.severity),
+        alarm.severity,
         alarm.message,
         alarm.object_name,
         alarm.location_id,

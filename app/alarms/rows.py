@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from tortoise.expressions import F
@@ -45,8 +46,13 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 
 def last_seen_due(alarm_id: int, last_seen_at: datetime, now: datetime) -> bool:
     """Whether an unchanged raised alarm's `last_seen_at` is old enough to be refreshed."""
-    spread = timedelta(minutes=alarm_id % LAST_SEEN_SPREAD)
-    return now - last_seen_at >= LAST_SEEN_REFRESH + spread
+    return last_seen_at <= last_seen_cutoffs(now)[alarm_id % LAST_SEEN_SPREAD]
+
+
+@lru_cache(maxsize=8)
+def last_seen_cutoffs(now: datetime) -> tuple[datetime, ...]:
+    """Per `id % LAST_SEEN_SPREAD`, the `last_seen_at` at or before which a refresh is due."""
+    return tuple(now - LAST_SEEN_REFRESH - timedelta(minutes=m) for m in range(LAST_SEEN_SPREAD))
 
 
 @dataclass(slots=True)
@@ -71,10 +77,8 @@ class OpenAlarm:
 
     @classmethod
     def of(cls, row: Sequence[Any]) -> OpenAlarm:
-        values = dict(zip(OPEN_FIELDS, row, strict=True))
-        values["status"] = AlarmStatus(values["status"])
-        values["severity"] = AlarmSeverity(values["severity"])
-        return cls(**values)
+        """From a `values_list(*OPEN_FIELDS)` row (enums already converted by the field)."""
+        return cls(*row)
 
 
 OPEN_FIELDS = tuple(f for f in OpenAlarm.__dataclass_fields__ if f != "resolved_at")
