@@ -1,5 +1,5 @@
 """Test setup: give every reseller an allocation of a repository, plan or pool, so tests of
-companies under a reseller (capped by app.services.reseller_resources) can use them."""
+companies under a reseller (capped by app.services.reseller_caps) can use them."""
 
 from __future__ import annotations
 

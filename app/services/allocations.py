@@ -148,8 +148,8 @@ async def subscribe(actor: Actor, account_id: int, plan_id: int) -> HardwarePlan
         "HardwarePlanSubscription",
         organization_id=account.company_id,  # type: ignore[attr-defined]
     ) as entry:
-        # --- reseller cap (app.services.reseller_resources): the plan granted to the reseller
-        from app.services.reseller_resources import enforce_plan_granted
+        # --- reseller cap (app.services.reseller_caps): the plan granted to the reseller
+        from app.services.reseller_caps import enforce_plan_granted
 
         await enforce_plan_granted(account, plan.id)
         # --- end reseller cap
@@ -228,8 +228,8 @@ async def allocate_public_ips(
         "PublicIpAllocation",
         organization_id=account.company_id,  # type: ignore[attr-defined]
     ) as entry:
-        # --- reseller cap (app.services.reseller_resources): locks the reseller's pool quota
-        from app.services.reseller_resources import enforce_ip_quota
+        # --- reseller cap (app.services.reseller_caps): locks the reseller's pool quota
+        from app.services.reseller_caps import enforce_ip_quota
 
         await enforce_ip_quota(account, pool_id, count)
         # --- end reseller cap

@@ -164,8 +164,8 @@ async def set_resource(
                     field="input.quotaGb",
                     subtenantQuotaGb=reserved,
                 )
-        # --- reseller cap (app.services.reseller_resources): locks the reseller's quota row
-        from app.services.reseller_resources import enforce_repository_quota
+        # --- reseller cap (app.services.reseller_caps): locks the reseller's quota row
+        from app.services.reseller_caps import enforce_repository_quota
 
         capped_by_reseller = await enforce_repository_quota(account, repository_id, quota_gb, old)
         # --- end reseller cap

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from app.graphql.ids import to_global_id
-from app.services.reseller_resources import (
+from app.services.reseller_usage import (
     PlanUsage,
     PoolUsage,
     RepositoryUsage,

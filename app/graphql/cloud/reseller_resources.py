@@ -1,6 +1,6 @@
 """GraphQL for what the provider hands to resellers: set by the provider's unrestricted staff
 (CLOUD_INFRASTRUCTURE), read by the reseller's staff and the provider (RESELLERS READ, in
-scope). The caps on the reseller's companies live in app.services.reseller_resources."""
+scope). The caps on the reseller's companies live in app.services.reseller_caps."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from app.graphql.ids import pk_of, to_global_id
 from app.graphql.permissions import guard
 from app.graphql.tenancy.mutations import DeletePayload
 from app.services import reseller_resources as svc
+from app.services import reseller_usage
 
 Info = strawberry.Info[Context, Any]
 
@@ -77,7 +78,9 @@ class ResellerResourceQuery:
     async def reseller_resources(
         self, info: Info, reseller_id: strawberry.ID
     ) -> ResellerResourcesType | None:
-        found = await svc.resources(principal(info), pk_of(reseller_id, "Reseller", "resellerId"))
+        found = await reseller_usage.resources(
+            principal(info), pk_of(reseller_id, "Reseller", "resellerId")
+        )
         return ResellerResourcesType.from_resources(found)
 
 
@@ -98,8 +101,8 @@ class ResellerResourceMutation:
             actor(info), reseller_id, repository_id, input.quota_gb, input.allow_oversubscription
         )
         await row.fetch_related("repository")
-        used = await svc.reseller_repository_used_gb(reseller_id, repository_id)
-        return ResellerRepositoryQuotaType.from_usage(svc.RepositoryUsage(row, used))
+        used = await reseller_usage.reseller_repository_used_gb(reseller_id, repository_id)
+        return ResellerRepositoryQuotaType.from_usage(reseller_usage.RepositoryUsage(row, used))
 
     @strawberry.mutation(
         extensions=guard(CLOUD_INFRASTRUCTURE, Action.DELETE),
@@ -127,8 +130,8 @@ class ResellerResourceMutation:
         plan_id = pk_of(input.plan_id, "HardwarePlan", "input.planId")
         row = await svc.grant_plan(actor(info), reseller_id, plan_id)
         await row.fetch_related("plan")
-        count = await svc.reseller_plan_subscriptions(reseller_id, plan_id)
-        return ResellerHardwarePlanType.from_usage(svc.PlanUsage(row, count))
+        count = await reseller_usage.reseller_plan_subscriptions(reseller_id, plan_id)
+        return ResellerHardwarePlanType.from_usage(reseller_usage.PlanUsage(row, count))
 
     @strawberry.mutation(
         extensions=guard(CLOUD_INFRASTRUCTURE, Action.DELETE),
@@ -157,8 +160,8 @@ class ResellerResourceMutation:
         pool_id = pk_of(input.pool_id, "PublicIpPool", "input.poolId")
         row = await svc.set_ip_pool_quota(actor(info), reseller_id, pool_id, input.max_addresses)
         await row.fetch_related("pool")
-        held = await svc.reseller_pool_addresses(reseller_id, pool_id)
-        return ResellerIpPoolQuotaType.from_usage(svc.PoolUsage(row, held))
+        held = await reseller_usage.reseller_pool_addresses(reseller_id, pool_id)
+        return ResellerIpPoolQuotaType.from_usage(reseller_usage.PoolUsage(row, held))
 
     @strawberry.mutation(
         extensions=guard(CLOUD_INFRASTRUCTURE, Action.DELETE),
