@@ -385,7 +385,7 @@ async def test_a_failed_probe_raises_the_unreachable_alarm_and_a_success_resolve
         [(object_id, status, message)] = await gateway_alarms()
         assert (object_id, status) == (down.id, AlarmStatus.ACTIVE)
         assert message == (
-            f"gateway 127.0.0.1:{port_of(closed)} does not answer (connection refused);"
+            f"gateway 127.0.0.1:{port_of(closed)} is unreachable (connection refused);"
             " last reachable: never"
         )
         # Down again a minute later: the same alarm, not a repeat.

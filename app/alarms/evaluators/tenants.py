@@ -196,7 +196,7 @@ async def gateway_unreachable(check: Check) -> list[Condition]:
             # Worded by the state, not by the probe's time: the same outage seen every minute
             # is one occurrence (a new error or a success in between is another).
             said = (
-                f"gateway {g['address']}:{g['port']} does not answer"
+                f"gateway {g['address']}:{g['port']} is unreachable"
                 f" ({g['last_probe_error'] or 'probe failed'}); last reachable"
                 + (f" {stamp(g['last_reachable_at'])}" if g["last_reachable_at"] else ": never")
             )
