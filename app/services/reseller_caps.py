@@ -12,6 +12,10 @@ caller's transaction, so concurrent changes for companies of one reseller queue 
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from tortoise.models import Model
+
 from app.errors import Conflict
 from app.models import (
     ResellerHardwarePlan,
@@ -25,6 +29,17 @@ from app.services.reseller_usage import (
     reseller_repository_used_gb,
 )
 
+M = TypeVar("M", bound=Model)
+
+
+async def _allocation(model: type[M], missing: str, field: str, **key: int) -> M:
+    """The reseller's allocation row, locked in the caller's transaction; CONFLICT naming
+    `field` when the provider has not given it."""
+    row = await model.filter(**key).select_for_update().first()
+    if row is None:
+        raise Conflict(missing, field=field)
+    return row
+
 
 async def enforce_repository_quota(
     account: TenantAccount, repository_id: int, quota_gb: int, previous_gb: int
@@ -37,16 +52,13 @@ async def enforce_repository_quota(
         return False
     if quota_gb <= previous_gb:
         return True
-    allocation = (
-        await ResellerRepositoryQuota.filter(reseller_id=reseller_id, repository_id=repository_id)
-        .select_for_update()
-        .first()
+    allocation = await _allocation(
+        ResellerRepositoryQuota,
+        "the provider has not allocated this cloud repository to the company's reseller",
+        "input.repositoryId",
+        reseller_id=reseller_id,
+        repository_id=repository_id,
     )
-    if allocation is None:
-        raise Conflict(
-            "the provider has not allocated this cloud repository to the company's reseller",
-            field="input.repositoryId",
-        )
     others = await reseller_repository_used_gb(reseller_id, repository_id, account.id)
     if others + quota_gb > allocation.quota_gb:
         left = max(allocation.quota_gb - others, 0)
@@ -67,16 +79,13 @@ async def enforce_plan_granted(account: TenantAccount, plan_id: int) -> None:
     reseller_id = await reseller_of_account(account)
     if reseller_id is None:
         return
-    grant = (
-        await ResellerHardwarePlan.filter(reseller_id=reseller_id, plan_id=plan_id)
-        .select_for_update()
-        .first()
+    await _allocation(
+        ResellerHardwarePlan,
+        "the provider has not granted this hardware plan to the company's reseller",
+        "input.planId",
+        reseller_id=reseller_id,
+        plan_id=plan_id,
     )
-    if grant is None:
-        raise Conflict(
-            "the provider has not granted this hardware plan to the company's reseller",
-            field="input.planId",
-        )
 
 
 async def enforce_ip_quota(account: TenantAccount, pool_id: int, count: int) -> None:
@@ -84,17 +93,13 @@ async def enforce_ip_quota(account: TenantAccount, pool_id: int, count: int) -> 
     reseller_id = await reseller_of_account(account)
     if reseller_id is None:
         return
-    allocation = (
-        await ResellerIpPoolQuota.filter(reseller_id=reseller_id, pool_id=pool_id)
-        .select_for_update()
-        .first()
+    allocation = await _allocation(
+        ResellerIpPoolQuota,
+        "the provider has not allocated addresses of this public IP pool to the company's reseller",
+        "input.poolId",
+        reseller_id=reseller_id,
+        pool_id=pool_id,
     )
-    if allocation is None:
-        raise Conflict(
-            "the provider has not allocated addresses of this public IP pool to the company's"
-            " reseller",
-            field="input.poolId",
-        )
     held = await reseller_pool_addresses(reseller_id, pool_id)
     if held + count > allocation.max_addresses:
         left = max(allocation.max_addresses - held, 0)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tortoise.functions import Count, Sum
+from tortoise.functions import Count, Function, Sum
+from tortoise.models import Model
 
 from app.authz import scope
 from app.authz.capabilities import RESELLERS
@@ -117,6 +118,17 @@ class ResellerResources:
     pools: list[PoolUsage]
 
 
+async def _per(model: type[Model], key: str, total: Function, reseller_id: int) -> dict[int, int]:
+    """`total` over the reseller's companies' tenant accounts' rows, per `key`, in one query."""
+    rows = (
+        await model.filter(**reseller_accounts(reseller_id))
+        .annotate(total=total)
+        .group_by(key)
+        .values(key, "total")
+    )
+    return {r[key]: int(r["total"] or 0) for r in rows}
+
+
 async def resources(p: Principal, reseller_id: int) -> ResellerResources:
     """What the provider gave the reseller, with what its companies use: six queries."""
     reseller = await reseller_in_scope(p, reseller_id)
@@ -124,27 +136,9 @@ async def resources(p: Principal, reseller_id: int) -> ResellerResources:
     quotas = await ResellerRepositoryQuota.filter(reseller_id=rid).select_related("repository")
     plans = await ResellerHardwarePlan.filter(reseller_id=rid).select_related("plan")
     pools = await ResellerIpPoolQuota.filter(reseller_id=rid).select_related("pool")
-    used = {
-        r["repository_id"]: int(r["total"] or 0)
-        for r in await BackupResource.filter(**reseller_accounts(rid))
-        .annotate(total=Sum("quota_gb"))
-        .group_by("repository_id")
-        .values("repository_id", "total")
-    }
-    subs = {
-        r["plan_id"]: int(r["n"])
-        for r in await HardwarePlanSubscription.filter(**reseller_accounts(rid))
-        .annotate(n=Count("id"))
-        .group_by("plan_id")
-        .values("plan_id", "n")
-    }
-    ips = {
-        r["pool_id"]: int(r["n"])
-        for r in await PublicIpAllocation.filter(**reseller_accounts(rid))
-        .annotate(n=Count("id"))
-        .group_by("pool_id")
-        .values("pool_id", "n")
-    }
+    used = await _per(BackupResource, "repository_id", Sum("quota_gb"), rid)
+    subs = await _per(HardwarePlanSubscription, "plan_id", Count("id"), rid)
+    ips = await _per(PublicIpAllocation, "pool_id", Count("id"), rid)
     return ResellerResources(
         reseller=reseller,
         repositories=[RepositoryUsage(q, used.get(q.repository_id, 0)) for q in quotas],  # type: ignore[attr-defined]
