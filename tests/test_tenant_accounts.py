@@ -39,7 +39,7 @@ from app.models import (
     User,
 )
 from app.services.quotas import subtenant_role_name
-from app.services.tenant_accounts import is_active
+from app.services.tenant_account_status import is_active
 from tests.factories import World, build_world, password_hash
 from tests.permission_cases import EDITIONS, Scene, Subject, build_scene, subjects
 from tests.reseller_grants import give_resellers

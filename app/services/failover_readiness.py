@@ -11,7 +11,7 @@ from app.models import Organization, TenantAccount
 from app.models.cloud import ReplicaState
 from app.models.failover import FailoverPlan, FailoverPlanVm
 from app.services.failover_plan_vms import vms_by_plan
-from app.services.tenant_accounts import active_q
+from app.services.tenant_account_status import active_q
 
 
 async def readiness_many(

@@ -36,12 +36,9 @@ from app.models import (
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.guards import require
-from app.services.tenant_accounts import (
-    UNCHANGED,
-    account_in_scope,
-    account_target,
-    is_active,
-)
+from app.services.tenant_account_settings import UNCHANGED
+from app.services.tenant_account_status import is_active
+from app.services.tenant_accounts import account_in_scope, account_target
 from app.services.users import NewUser, create_user_row
 from app.settings import get_settings
 

@@ -172,7 +172,7 @@ async def open_session(actor: Actor, account_id: int, kind: RemoteConnectionKind
         refused = refusal(account, at)
         if refused is not None:
             raise refused
-        from app.services.tenant_accounts import is_active  # it imports this module
+        from app.services.tenant_account_status import is_active
 
         if not await is_active(account):
             raise Conflict(

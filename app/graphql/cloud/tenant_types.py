@@ -30,7 +30,8 @@ from app.models import (
 from app.models import GatewaySelection as GatewaySelectionModel
 from app.models import TenantAccountType as TenantAccountTypeModel
 from app.services.quotas import subtenant_target
-from app.services.tenant_accounts import account_target, lease_expired
+from app.services.tenant_account_status import lease_expired
+from app.services.tenant_accounts import account_target
 
 if TYPE_CHECKING:
     from app.graphql.tenancy.types import CompanyType

@@ -32,8 +32,8 @@ from app.graphql.permissions import guard
 from app.graphql.tenancy.mutations import DeletePayload
 from app.graphql.tenancy.types import CompanyType
 from app.models import Subtenant, TenantAccount
-from app.services import quotas, tenant_accounts
-from app.services.tenant_accounts import UNCHANGED, AccountSettings
+from app.services import quotas, tenant_account_status, tenant_accounts
+from app.services.tenant_account_settings import UNCHANGED, AccountSettings
 from app.services.users import NewUser
 
 Info = strawberry.Info[Context, Any]
@@ -181,7 +181,7 @@ class TenantQuery:
                     company_id=pk_of(filter.company_id, "Company", "filter.companyId")
                 )
             if filter.active is not None:
-                active = TenantAccount.filter(tenant_accounts.active_q()).values("id")
+                active = TenantAccount.filter(tenant_account_status.active_q()).values("id")
                 query = (
                     query.filter(id__in=Subquery(active))
                     if filter.active
