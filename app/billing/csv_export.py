@@ -11,7 +11,7 @@ from typing import Any
 
 from tortoise.queryset import QuerySet
 
-from app.billing.pdf import in_minor_units
+from app.billing.money import in_minor_units
 from app.csv_cells import safe_cell
 from app.models.billing import Invoice
 

@@ -55,3 +55,24 @@ def quantum(currency: str) -> Decimal:
 def round_money(value: Decimal, currency: str) -> Decimal:
     """`value` rounded half-up to the minor units of `currency`."""
     return Decimal(value).quantize(quantum(currency), rounding=ROUND_HALF_UP)
+
+
+# --- display (documents and e-mails) ------------------------------------------------------
+
+
+def currency_digits(currency: str) -> int:
+    """The currency's minor units (2 for a code the money module does not know)."""
+    try:
+        return minor_units(currency)
+    except BadInput:
+        return 2
+
+
+def in_minor_units(value: Decimal, currency: str) -> Decimal:
+    """`value` rounded half-up (the money module's rule) to the currency's minor units."""
+    return Decimal(value).quantize(Decimal(1).scaleb(-currency_digits(currency)), ROUND_HALF_UP)
+
+
+def money(value: Decimal, currency: str) -> str:
+    """1234.5 EUR → '1,234.50'; JPY without decimals, BHD with three."""
+    return f"{in_minor_units(value, currency):,}"

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,8 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from app.billing.money import minor_units
-from app.errors import BadInput, NotFound
+from app.billing.money import currency_digits, money
+from app.errors import NotFound
 from app.models.billing import Invoice, InvoiceKind, InvoiceLine, InvoiceState, InvoiceType
 
 FONT_DIRS = (
@@ -124,24 +124,6 @@ def latin1(text: str) -> str:
         base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
         out.append(base if base and all(ord(c) < 256 for c in base) else "?")
     return "".join(out)
-
-
-def currency_digits(currency: str) -> int:
-    """The currency's minor units (2 for a code the money module does not know)."""
-    try:
-        return minor_units(currency)
-    except BadInput:
-        return 2
-
-
-def in_minor_units(value: Decimal, currency: str) -> Decimal:
-    """`value` rounded half-up (the money module's rule) to the currency's minor units."""
-    return Decimal(value).quantize(Decimal(1).scaleb(-currency_digits(currency)), ROUND_HALF_UP)
-
-
-def money(value: Decimal, currency: str) -> str:
-    """1234.5 EUR → '1,234.50'; JPY without decimals, BHD with three."""
-    return f"{in_minor_units(value, currency):,}"
 
 
 def number(value: Decimal | None, at_least: int = 0) -> str:
