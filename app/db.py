@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,22 @@ async def serialize(key: str) -> None:
 
     await get_connection(connection_name()).execute_query(
         "SELECT pg_advisory_xact_lock(hashtext($1))", [key]
+    )
+
+
+async def serialize_all(keys: Iterable[str]) -> None:
+    """`serialize` for many keys in one statement. The locks are taken in the order of the
+    lock ids (their hashes), so two transactions asking for overlapping sets never wait for
+    each other in a cycle."""
+    ordered = sorted(set(keys))
+    if connection_name() != "postgres" or not ordered:
+        return
+    from tortoise.connection import get_connection
+
+    await get_connection(connection_name()).execute_query(
+        "SELECT pg_advisory_xact_lock(hashtext(k)) "
+        "FROM unnest($1::text[]) AS t(k) ORDER BY hashtext(k)",
+        [ordered],
     )
 
 

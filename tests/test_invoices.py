@@ -28,7 +28,7 @@ from app.models.billing import (
     UsageEntry,
 )
 from app.models.inventory import AgentEdition, AgentPlatform, BackupAgent, ManagedComputer
-from app.services import invoice_generation, jobs
+from app.services import invoice_generation, invoice_writing, jobs
 from app.services.invoice_generation import Period, due_periods, generate, generate_many
 from tests.conftest import ON_POSTGRES
 from tests.test_allocations import code, gid
@@ -296,12 +296,7 @@ async def test_an_existing_invoice_of_the_period_is_skipped_not_doubled(world, d
     period = Period(date(2026, 9, 1), date(2026, 9, 30), OCT1)
     issuer = world.orgs["R1"]
     draft = invoice_generation.draft_for(assignment, issuer, period, [], {}, OCT1)
-    assert (
-        await invoice_generation.write_issuer_drafts(
-            issuer, [draft], invoice_generation.Actor(None), None
-        )
-        == []
-    )
+    assert await invoice_writing.write_drafts([draft], invoice_generation.Actor(None), None) == []
     assert await Invoice.filter(customer_id=world.orgs["A1"].id).count() == 1
     assert await numbers(issuer) == [first.number]
 

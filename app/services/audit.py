@@ -6,11 +6,14 @@
 
 On success the entry is written inside the transaction; when the block raises a domain
 error, the change is rolled back and a FAILURE entry is written on its own.
+
+Set-based changes (an invoice run's batch) write their entries with `audit_many`: one INSERT
+for the batch, inside the caller's transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +27,7 @@ from app.db import connection_name
 from app.errors import TenantryError
 from app.models import AuditEntry, Organization
 from app.services.actor import Actor
+from app.services.multirow_insert import insert_rows
 
 
 @dataclass
@@ -41,23 +45,46 @@ class PendingEntry:
         self.details.update(details)
 
 
+ENTRY_COLUMNS = (
+    "actor_id",
+    "actor_email",
+    "actor_organization_id",
+    "organization_id",
+    "action",
+    "object_type",
+    "object_id",
+    "client_address",
+    "request_id",
+    "outcome",
+    "details",
+)
+
+
+def _values(
+    actor: Actor, action: str, object_type: str, pending: PendingEntry, outcome: str
+) -> tuple[Any, ...]:
+    """An entry's values in ENTRY_COLUMNS order."""
+    p = actor.principal
+    return (
+        p.user_id if p else None,
+        p.email if p else "",
+        p.organization_id if p else None,
+        pending.organization_id,
+        action,
+        object_type,
+        pending.object_id,
+        actor.client_address,
+        actor.request_id,
+        outcome,
+        pending.details,
+    )
+
+
 def _entry(
     actor: Actor, action: str, object_type: str, pending: PendingEntry, outcome: str
 ) -> AuditEntry:
-    p = actor.principal
-    return AuditEntry(
-        actor_id=p.user_id if p else None,
-        actor_email=p.email if p else "",
-        actor_organization_id=p.organization_id if p else None,
-        organization_id=pending.organization_id,
-        action=action,
-        object_type=object_type,
-        object_id=pending.object_id,
-        client_address=actor.client_address,
-        request_id=actor.request_id,
-        outcome=outcome,
-        details=pending.details,
-    )
+    values = _values(actor, action, object_type, pending, outcome)
+    return AuditEntry(**dict(zip(ENTRY_COLUMNS, values, strict=True)))
 
 
 @asynccontextmanager
@@ -82,6 +109,17 @@ async def audited(
         pending.details = {**pending.details, "error": "INTERNAL_SERVER_ERROR"}
         await _entry(actor, action, object_type, pending, "FAILURE").save()
         raise
+
+
+async def audit_many(
+    actor: Actor, action: str, object_type: str, entries: Sequence[PendingEntry]
+) -> None:
+    """The bulk form of `audited`, for a set-based change: one SUCCESS entry per object, in
+    one INSERT statement (`insert_rows`) in the caller's transaction, which it does not
+    open: the caller's rollback takes the entries with the change, and its failures are the
+    caller's to report."""
+    rows = [_values(actor, action, object_type, pending, "SUCCESS") for pending in entries]
+    await insert_rows(AuditEntry, ENTRY_COLUMNS, rows)
 
 
 def audit_q(p: Principal) -> Q:

@@ -11,16 +11,19 @@ Disabled users get nothing.
 
 Dedup keys: `invoice-issued:<invoice id>:<user id>` (a re-run of generation never notifies
 twice) and `invoice-resent:<invoice id>:<n>:<user id>` with n the resend's number (1, 2, ...).
-Cost: two queries per invoice issued (recipients, one INSERT), a third for a resend.
+Cost: two queries per batch of invoices issued (`notify_issued_many`: the recipients of all
+their customers, one INSERT of all the messages), a third for a resend.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 
 from app.authz.engine import portal_for
 from app.authz.matrix import Action, Functionality, Portal, load_matrix
+from app.billing.money import money
 from app.models import Organization, User
 from app.models.billing import Invoice, InvoiceKind, InvoiceType, OutboxChannel, OutboxMessage
 from app.services.outbox import Outgoing, enqueue_many
@@ -57,14 +60,29 @@ async def _customer(invoice: Invoice) -> Organization:
     return await Organization.get(id=invoice.customer_id)  # type: ignore[attr-defined]
 
 
-async def _recipients(customer: Organization) -> list[tuple[int, str, str]]:
-    roles = recipient_roles(portal_for(customer.kind, get_settings().enterprise))
+Recipient = tuple[int, str, str]  # user id, e-mail, name
+
+
+async def _recipients(customers: Sequence[Organization]) -> dict[int, list[Recipient]]:
+    """Each customer's recipients, in one query (ordered by user id)."""
+    enterprise = get_settings().enterprise
+    roles = {c.id: recipient_roles(portal_for(c.kind, enterprise)) for c in customers}
+    if not roles:
+        return {}
     rows = (
-        await User.filter(organization_id=customer.id, enabled=True, role__in=sorted(roles))
+        await User.filter(
+            organization_id__in=sorted(roles),
+            enabled=True,
+            role__in=sorted(set().union(*roles.values())),
+        )
         .order_by("id")
-        .values_list("id", "email", "name")
+        .values_list("organization_id", "role", "id", "email", "name")
     )
-    return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+    out: dict[int, list[Recipient]] = {c: [] for c in roles}
+    for org_id, role, user_id, email, name in rows:
+        if role in roles[int(org_id)]:  # a role name of another portal
+            out[int(org_id)].append((int(user_id), str(email), str(name)))
+    return out
 
 
 def _title(invoice: Invoice) -> str:
@@ -74,8 +92,6 @@ def _title(invoice: Invoice) -> str:
 
 
 def _body(invoice: Invoice, customer: Organization, name: str, resent: bool) -> str:
-    from app.billing.pdf import money
-
     title = _title(invoice)
     lines = [
         f"Hello {name},",
@@ -94,10 +110,11 @@ def _body(invoice: Invoice, customer: Organization, name: str, resent: bool) -> 
     return "\n".join(lines) + "\n"
 
 
-async def _notify(invoice: Invoice, key: str, resent: bool) -> int:
-    customer = await _customer(invoice)
+def _messages(
+    invoice: Invoice, customer: Organization, recipients: list[Recipient], key: str, resent: bool
+) -> list[Outgoing]:
     subject = f"{_title(invoice)} {invoice.number}" + (" (sent again)" if resent else "")
-    messages = [
+    return [
         Outgoing(
             channel=OutboxChannel.EMAIL,
             recipient=email,
@@ -108,7 +125,21 @@ async def _notify(invoice: Invoice, key: str, resent: bool) -> int:
             payload={"event": RESENT if resent else ISSUED, "invoice_id": invoice.id},
             attachments={"invoice_pdf": invoice.id},
         )
-        for user_id, email, name in await _recipients(customer)
+        for user_id, email, name in recipients
+    ]
+
+
+async def notify_issued_many(issued: Sequence[tuple[Invoice, Organization]]) -> int:
+    """Queue the 'new invoice' e-mails of many invoices (invoice, its customer) inside the
+    caller's transaction: one recipients query and one INSERT whatever their number; how many
+    messages."""
+    recipients = await _recipients([customer for _, customer in issued])
+    messages = [
+        message
+        for invoice, customer in issued
+        for message in _messages(
+            invoice, customer, recipients[customer.id], f"{ISSUED}:{invoice.id}", resent=False
+        )
     ]
     await enqueue_many(messages)
     return len(messages)
@@ -116,7 +147,7 @@ async def _notify(invoice: Invoice, key: str, resent: bool) -> int:
 
 async def notify_issued(invoice: Invoice) -> int:
     """Queue the 'new invoice' e-mails (inside the caller's transaction); how many recipients."""
-    return await _notify(invoice, f"{ISSUED}:{invoice.id}", resent=False)
+    return await notify_issued_many([(invoice, await _customer(invoice))])
 
 
 async def notify_resent(invoice: Invoice) -> int:
@@ -127,4 +158,9 @@ async def notify_resent(invoice: Invoice) -> int:
     )
     pattern = re.compile(re.escape(prefix) + r"(\d+):")
     done = [int(m.group(1)) for k in keys if (m := pattern.match(str(k)))]
-    return await _notify(invoice, f"{prefix}{max(done, default=0) + 1}", resent=True)
+    customer = await _customer(invoice)
+    recipients = (await _recipients([customer]))[customer.id]
+    key = f"{prefix}{max(done, default=0) + 1}"
+    messages = _messages(invoice, customer, recipients, key, resent=True)
+    await enqueue_many(messages)
+    return len(messages)

@@ -60,6 +60,7 @@ from tortoise.transactions import in_transaction
 from app.db import connection_name
 from app.models.billing import OutboxChannel, OutboxDelivery, OutboxMessage, OutboxState
 from app.net_guard import PrivateAddress, check_public
+from app.services.multirow_insert import insert_rows
 from app.settings import data_dir, get_settings
 
 log = logging.getLogger(__name__)
@@ -135,31 +136,44 @@ async def enqueue(
     )
 
 
+OUTGOING_COLUMNS = (
+    "channel",
+    "recipient",
+    "subject",
+    "body",
+    "dedup_key",
+    "organization_id",
+    "payload",
+    "attachments",
+    "requested_by_id",
+    "state",
+    "next_attempt_at",
+    "created_at",
+)
+
+
 async def enqueue_many(messages: list[Outgoing]) -> None:
-    """Many messages in one INSERT; those whose dedup key exists already are skipped."""
-    if not messages:
-        return
+    """Many messages in one INSERT statement (`insert_rows`); those whose dedup key exists
+    already are skipped (ON CONFLICT DO NOTHING)."""
     at = utcnow()
-    await OutboxMessage.bulk_create(
-        [
-            OutboxMessage(
-                channel=m.channel,
-                recipient=m.recipient[:1000],
-                subject=m.subject[:300],
-                body=m.body,
-                dedup_key=m.dedup_key,
-                organization_id=m.organization_id,
-                payload=m.payload or {},
-                attachments=m.attachments or {},
-                requested_by_id=m.requested_by_id,
-                state=OutboxState.PENDING,
-                next_attempt_at=at,
-                created_at=at,
-            )
-            for m in messages
-        ],
-        ignore_conflicts=True,
-    )
+    rows = [
+        (
+            m.channel,
+            m.recipient[:1000],
+            m.subject[:300],
+            m.body,
+            m.dedup_key,
+            m.organization_id,
+            m.payload or {},
+            m.attachments or {},
+            m.requested_by_id,
+            OutboxState.PENDING,
+            at,
+            at,
+        )
+        for m in messages
+    ]
+    await insert_rows(OutboxMessage, OUTGOING_COLUMNS, rows, ignore_conflicts=True)
 
 
 # --- claiming ---------------------------------------------------------------------------------
