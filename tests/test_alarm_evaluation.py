@@ -156,18 +156,18 @@ async def test_incremental_sweep_evaluates_only_changed_organizations(world, fak
     ids = {k: o.id for k, o in w.orgs.items()}
     await evaluation.evaluate_all(T0)
     fake.called()
-    # Nothing changed: only the clock's templates run.
+    # Nothing changed, and the clock's templates ran with the full sweep: nothing runs.
     with count_queries() as quiet:
         report = await evaluation.evaluate_changed(T0)
-    assert fake.called() == {"fake_time": None}
-    assert report.templates == 7
+    assert fake.called() == {}
+    assert report.templates == 0
     assert quiet.count <= 20, quiet.statements
-    # A session of A1: the sessions template of A1, R1 and the provider, over A1 only.
+    # A session of A1: the sessions and clock templates of A1, R1 and the provider, over A1.
     session = await add_session(w, "A1", 1)
     fake.firing["fake_sessions"] = [cond(w, "A1", 1), cond(w, "A2", 9)]
     report = await evaluation.evaluate_changed(T0)
-    assert fake.called() == {"fake_sessions": [ids["A1"]], "fake_time": None}
-    assert report.templates == 3 + 7
+    assert fake.called() == {"fake_sessions": [ids["A1"]], "fake_time": [ids["A1"]]}
+    assert report.templates == 3 + 3
     assert await open_by_owner("fake_sessions") == {
         ids["Provider"]: [1],
         ids["R1"]: [1],
@@ -176,7 +176,15 @@ async def test_incremental_sweep_evaluates_only_changed_organizations(world, fak
     assert (await cursors())["source:sessions"] == session.id
     # The cursor moved: the next run does not evaluate A1's sessions again.
     await evaluation.evaluate_changed(T0)
+    assert fake.called() == {}
+    # The clock's templates run whole every CLOCK_MINUTES.
+    due = T0 + timedelta(minutes=evaluation.CLOCK_MINUTES)
+    report = await evaluation.evaluate_changed(due)
     assert fake.called() == {"fake_time": None}
+    assert report.templates == 7
+    assert (await cursors())[evaluation.CLOCK_CURSOR] == int(due.timestamp())
+    await evaluation.evaluate_changed(due + timedelta(minutes=evaluation.CLOCK_MINUTES - 1))
+    assert fake.called() == {}
 
 
 def alarm_writes(statements: list[str]) -> list[str]:
@@ -194,7 +202,8 @@ async def test_a_sweep_that_sees_the_same_conditions_writes_nothing(world, fake)
     fake.firing["fake_time"] = [cond(w, "A1", 1), cond(w, "B1", 2)]
     await evaluation.evaluate_all(T0)
     with count_queries() as quiet:
-        report = await evaluation.evaluate_changed(T0 + timedelta(minutes=1))
+        report = await evaluation.evaluate_changed(T0 + timedelta(minutes=evaluation.CLOCK_MINUTES))
+    assert report.organizations["time"] is None  # the clock's templates ran whole
     counts = report.changes.counts()
     assert (counts["repeated"], counts["unchanged"], counts["refreshed"]) == (0, 6, 0)
     assert alarm_writes(quiet.statements) == []
@@ -225,11 +234,7 @@ async def test_event_sources_follow_their_cursor_and_clear_their_open_alarms(wor
     fake.firing["fake_events"] = [cond(w, "B1", 5)]
     fake.firing["fake_logins"] = [cond(w, "A2", 6)]
     await evaluation.evaluate_changed(T0)
-    assert fake.called() == {
-        "fake_events": [ids["B1"]],
-        "fake_logins": [ids["A2"]],
-        "fake_time": None,
-    }
+    assert fake.called() == {"fake_events": [ids["B1"]], "fake_logins": [ids["A2"]]}
     assert await open_by_owner("fake_events") == {
         ids["Provider"]: [5],
         ids["R2"]: [5],

@@ -12,7 +12,8 @@ Sources: "sessions" (backup job sessions ingested), "heartbeats" (agents and ser
 reporting), "inventory" (other ingested state: discovery, restores, Veeam ONE), "usage" (quota
 and plan usage), "tenants" (tenant accounts, gateways, certificates), "events" (domain
 events: failover sessions), "billing", "logins" (failed logins), "time" (rules that change
-with the clock alone: evaluated on every scheduled sweep).
+with the clock: evaluated whole every few minutes, app.alarms.evaluation.CLOCK_MINUTES, and
+with the sessions that end them).
 """
 
 from __future__ import annotations

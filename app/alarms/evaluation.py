@@ -13,9 +13,13 @@ templates, one transaction each (app.alarms.engine).
   cursor), "logins" (failed `login` AuditEntry id > cursor) — each source's cursor moved in the
   transaction of the last alarms it produced. EVENT-like sources ("events", "logins") also
   re-evaluate the organizations holding open alarms of their templates, so an event that leaves
-  its window resolves within a minute. Every other source ("time", "heartbeats", "usage",
-  "tenants", "inventory", "billing": states that change with the clock or without a change
-  log) is evaluated whole on each run.
+  its window resolves within a minute. The sources without a change log ("heartbeats",
+  "usage", "tenants", "inventory", "billing") are evaluated whole on each run. The clock's
+  templates ("time": RPO, jobs running too long, unpaid invoices — thresholds of hours and
+  days) are evaluated whole every `CLOCK_MINUTES` (and on every full sweep), and in between
+  with the "sessions" source over the organizations whose sessions changed, which is what ends
+  an RPO breach or a long run: a clock-driven raise comes at most `CLOCK_MINUTES` late, a
+  session's effect within the minute (and at once through `evaluate_organizations`).
 * `evaluate_organizations(ids)`: every template watching these organizations, over them only
   (the `alarms.evaluate` job an ingested batch, a failed login or an ended failover session
   requests through `request_evaluation`); cursors are left alone, the sweep catches up anyway.
@@ -61,6 +65,9 @@ BATCH = 500  # templates per transaction
 CURSOR_SOURCES = ("sessions", "events", "logins")
 WINDOWED_SOURCES = frozenset({"events", "logins"})
 FULL_SWEEP_CURSOR = "sweep:full"
+CLOCK_SOURCE = "time"
+CLOCK_CURSOR = "sweep:clock"  # when the clock's templates were last evaluated whole (epoch s)
+CLOCK_MINUTES = 5
 
 
 @dataclass
@@ -235,11 +242,13 @@ async def evaluate_all(now: datetime | None = None) -> Report:
     for s in CURSOR_SOURCES:
         await _cursor(_cursor_name(s))
     await _cursor(FULL_SWEEP_CURSOR)
+    await _cursor(CLOCK_CURSOR)
 
     async def move_all() -> None:
         for source, mark in marks.items():
             await _move(_cursor_name(source), mark)()
         await _move(FULL_SWEEP_CURSOR, int(now.timestamp()))()
+        await _move(CLOCK_CURSOR, int(now.timestamp()))()
 
     await _run(list(CATALOGUE), None, now, report, after=move_all)
     report.changes.merge(await resolve_disabled_templates(now))
@@ -255,7 +264,16 @@ async def evaluate_changed(now: datetime | None = None) -> Report:
     now = now or utcnow()
     report = Report()
     whole: list[str] = []
-    for source, keys in sorted(_by_source().items()):
+    after_whole: After | None = None
+    sources = _by_source()
+    clock = sources.pop(CLOCK_SOURCE, [])
+    if clock and now.timestamp() - await _cursor(CLOCK_CURSOR) >= CLOCK_MINUTES * 60:
+        whole += clock
+        after_whole = _move(CLOCK_CURSOR, int(now.timestamp()))
+        report.organizations[CLOCK_SOURCE] = None
+    elif clock:  # with the sessions: over the organizations whose sessions changed
+        sources["sessions"] = [*sources.get("sessions", []), *clock]
+    for source, keys in sorted(sources.items()):
         if source not in CURSOR_SOURCES:
             whole += keys
             continue
@@ -271,7 +289,7 @@ async def evaluate_changed(now: datetime | None = None) -> Report:
         await _run(keys, sorted(changed), now, report, after=_move(name, mark))
     if whole:
         report.organizations["whole"] = None
-        await _run(whole, None, now, report)
+        await _run(whole, None, now, report, after=after_whole)
     return report
 
 

@@ -16,7 +16,8 @@ and Redis database 6 (flushed at the start and the end, namespace `tenantry-benc
    SUCCESS, on jobs chosen among those with and without an open alarm), so the "sessions"
    cursor sees them: `evaluation.evaluate_changed` — time, statements, what it evaluated and
    changed. Also the same call again with nothing new (the floor of an incremental sweep: the
-   clock-driven sources are evaluated whole on every run).
+   sources without a change log are evaluated whole on every run), and once more
+   `CLOCK_MINUTES` later, when the clock's templates (RPO …) are due for their whole run.
 4. **Latency from an ingested failed session to its alarm, through the real path**: the real
    app in-process (`POST /ingest/v1/batch` over `httpx.ASGITransport`, the Redis broker set up
    in this process, `alarms_evaluate_on_events` on) → the `alarms.evaluate` job it queues →
@@ -266,9 +267,13 @@ async def incremental_sweep(size: Size, companies: list[int]) -> dict[str, Any]:
     report, seconds, statements = await timed(evaluation.evaluate_changed())
     after = await alarm_counts()
     idle, idle_seconds, idle_statements = await timed(evaluation.evaluate_changed())
+    # The same a few minutes on, when the clock's templates are due for their whole run.
+    later = datetime.now(UTC) + timedelta(minutes=evaluation.CLOCK_MINUTES)
+    clock, clock_seconds, clock_statements = await timed(evaluation.evaluate_changed(later))
     print(
         f"· incremental sweep after {ingested:,} sessions: {seconds:.2f} s, {statements} "
-        f"statements; with nothing new {idle_seconds:.2f} s",
+        f"statements; with nothing new {idle_seconds:.2f} s ({clock_seconds:.2f} s when the "
+        "clock's templates are due)",
         flush=True,
     )
     return {
@@ -284,6 +289,11 @@ async def incremental_sweep(size: Size, companies: list[int]) -> dict[str, Any]:
             "seconds": round(idle_seconds, 3),
             "sql_statements": idle_statements,
             "report": idle.as_dict(),
+        },
+        "nothing_new_clock_due": {
+            "seconds": round(clock_seconds, 3),
+            "sql_statements": clock_statements,
+            "report": clock.as_dict(),
         },
     }
 
@@ -467,7 +477,9 @@ def report(r: dict[str, Any], quick: bool) -> None:
     print(
         f"incremental, {inc['sessions_ingested']:,} sessions  {inc['seconds']:>9.2f} s  "
         f"{inc['sql_statements']:>6} SQL  (nothing new: {inc['nothing_new']['seconds']:.2f} s, "
-        f"{inc['nothing_new']['sql_statements']} SQL)"
+        f"{inc['nothing_new']['sql_statements']} SQL; clock's templates due: "
+        f"{inc['nothing_new_clock_due']['seconds']:.2f} s, "
+        f"{inc['nothing_new_clock_due']['sql_statements']} SQL)"
     )
     p = latn["post_to_alarm"]
     print(
