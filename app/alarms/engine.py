@@ -22,14 +22,14 @@ acknowledged and resolved independently (as in VSPC).
   name the occurrence and nothing that moves with the clock alone: for EVENT-like rules the
   newest event (a new failed session's time, the latest failed login, the newest Veeam ONE
   record), for STATE / THRESHOLD rules the state and its moment or measure ("no heartbeat
-  since 12:03", "85% used") — so a new failed session, a heartbeat that came and went again
-  or a new usage level is a repeat, and the same condition seen every minute is not. A
-  condition that clears resolves the alarm; its return is a new alarm (occurrences 1).
+  since 12:03", "85% used") — so a new failed session, a new latest failed login or a new
+  usage level is a repeat, and the same condition seen every minute is not. A condition that
+  clears resolves the alarm; its return is a new alarm (occurrences 1).
   Another object name, location or Subtenant is written without counting a repeat;
 * another severity → SEVERITY_CHANGED history row (a PENDING alarm just takes it);
 * `last_seen_at` is exact whenever the alarm is written; an alarm seen again unchanged gets it
   refreshed coarsely, by one UPDATE per 1,000 ids, once it is older than
-  `rows.LAST_SEEN_REFRESH` + a spread by id (at most 30 minutes behind the last evaluation
+  `rows.LAST_SEEN_REFRESH` + a spread by id (less than 30 minutes behind the last evaluation
   that saw the condition);
 * open alarms of the template in the evaluated scope whose object is not among the admitted
   conditions → RESOLVED with an AUTO_RESOLVED row; a PENDING one, never raised nor told, is
@@ -47,11 +47,12 @@ Resolution without evaluation (templates or organizations disabled): app.alarms.
 What changed and its publication: app.alarms.changes.
 
 Cost: per batch of templates, one SELECT of the open alarms (plain values, not models: most
-are seen again unchanged; the changed ones are read whole after, one SELECT per 1,000), one of the raised counts when a
-template suppresses, one of the EVENT objects resolved by hand, one INSERT (+ one SELECT for the
-new ids), one UPDATE per 1,000 PENDING counted and per 1,000 `last_seen_at` due, a bulk UPDATE
-for changed rows, one for resolutions, one INSERT of history and the notifications' constant
-reads, whatever the number of objects. An unchanged alarm costs no write.
+are seen again unchanged; the changed ones are read whole after, one SELECT per 1,000), one
+of the raised counts when a template suppresses, one of the EVENT objects resolved by hand,
+one INSERT (+ one SELECT for the new ids), one UPDATE per 1,000 PENDING counted and per 1,000
+`last_seen_at` due, a bulk UPDATE for changed rows, one for resolutions, one INSERT of history
+and the notifications' constant reads, whatever the number of objects. An unchanged alarm
+costs no write.
 """
 
 from __future__ import annotations

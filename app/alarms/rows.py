@@ -4,7 +4,7 @@
 `last_seen_at` of a raised alarm whose condition still holds unchanged is not rewritten on
 every evaluation: it is refreshed once it is older than `LAST_SEEN_REFRESH` plus a spread of up
 to `LAST_SEEN_SPREAD` taken from the alarm's id (so the alarms raised by one sweep do not all
-come due in the same minute). It is therefore never more than `LAST_SEEN_REFRESH +
+come due in the same minute). It is therefore less than `LAST_SEEN_REFRESH +
 LAST_SEEN_SPREAD` (30 minutes) behind the last evaluation that saw the condition, and exact
 whenever the alarm changed.
 """
@@ -26,7 +26,7 @@ CHUNK = 1000
 LAST_SEEN_REFRESH = timedelta(minutes=15)
 LAST_SEEN_SPREAD = 15  # minutes, by alarm id
 
-# What `plan` compares to tell whether an open alarm's stored facts still match its condition.
+# An alarm's facts (what `plan` compares with its condition) and what a change rewrites.
 FACT_FIELDS = ("severity", "message", "object_name", "location_id", "subtenant_id")
 UPDATED_FIELDS = ("occurrences", "last_seen_at", "status", "raised_at", *FACT_FIELDS)
 
@@ -59,7 +59,7 @@ def last_seen_cutoffs(now: datetime) -> tuple[datetime, ...]:
 class OpenAlarm:
     """An open alarm as an evaluation reads it: the columns `plan` compares and may change,
     read as plain values (a model instance costs several times more, and most open alarms are
-    seen again unchanged). `whole` turns the changed ones into models, read in one SELECT."""
+    seen again unchanged). `write` reads the changed ones as models, one SELECT per 1,000."""
 
     id: int
     template_id: int
