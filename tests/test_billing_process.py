@@ -131,9 +131,10 @@ async def in_write_transaction() -> bool:
 
 
 async def kill_mid_run(first: WorkerProcess, job_id: int) -> int:
-    """kill -9 the worker group once KILL_AFTER invoices are committed, in the middle of an
-    issuer's batch: the group is frozen (SIGSTOP) and killed only when its open transaction
-    holds an invoice-number lock, otherwise let go on. Returns the invoices committed."""
+    """kill -9 the worker group once KILL_AFTER invoices are committed, in the middle of a
+    batch (one transaction for the batch's customers of every issuer): the group is frozen
+    (SIGSTOP) and killed only when its open transaction holds invoice-number locks, otherwise
+    let go on. Returns the invoices committed."""
 
     async def in_the_window() -> bool:
         if first.proc.poll() is not None:
