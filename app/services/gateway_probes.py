@@ -33,9 +33,9 @@ from tortoise.transactions import in_transaction
 from app.authz.capabilities import CLOUD_INFRASTRUCTURE
 from app.authz.matrix import Action
 from app.db import connection_name
-from app.models import AuditEntry, CloudGateway, Organization, OrgKind
+from app.models import CloudGateway, Organization, OrgKind
 from app.services.actor import Actor
-from app.services.audit import audited
+from app.services.audit import PendingEntry, audit_many, audited
 from app.services.bulk_sql import execute_many
 from app.services.cloud_gateways import gateway
 from app.services.guards import require
@@ -185,17 +185,12 @@ async def probe_enabled(now: datetime | None = None) -> SweepReport:
         await _store(targets, results, at)
         if report.changed:
             provider = await Organization.filter(kind=OrgKind.PROVIDER).limit(1).values("id")
-            await AuditEntry.bulk_create(
-                [
-                    AuditEntry(
-                        organization_id=provider[0]["id"] if provider else None,
-                        action=CHANGE_ACTION,
-                        object_type="CloudGateway",
-                        object_id=str(change["id"]),
-                        details=change,
-                    )
-                    for change in report.changed
-                ]
+            owner = provider[0]["id"] if provider else None
+            await audit_many(
+                Actor(None),
+                CHANGE_ACTION,
+                "CloudGateway",
+                [PendingEntry(str(c["id"]), owner, c) for c in report.changed],
             )
     return report
 
