@@ -487,7 +487,19 @@ async def _no_gateway(c: Ctx, i: int) -> list[Expect]:
     await stranded.gateway_pools.add(dead)
     served = await c.account(i, "served", "B1", gateway_selection=GatewaySelection.POOLS)
     await served.gateway_pools.add(dead, live)
-    return [("TenantAccount", stranded.id, E, c.org("B1"), None, None)]
+    # An enabled gateway failing its probes serves nobody; one never probed (or answering) does.
+    failing = await _pool(i, "failing", True)
+    await CloudGateway.filter(pool=failing).update(reachable=False)
+    cut_off = await c.account(i, "cut-off", "B1", gateway_selection=GatewaySelection.POOLS)
+    await cut_off.gateway_pools.add(failing)
+    answering = await _pool(i, "answering", True)
+    await CloudGateway.filter(pool=answering).update(reachable=True)
+    reached = await c.account(i, "reached", "B1", gateway_selection=GatewaySelection.POOLS)
+    await reached.gateway_pools.add(failing, answering)
+    return [
+        ("TenantAccount", stranded.id, E, c.org("B1"), None, None),
+        ("TenantAccount", cut_off.id, E, c.org("B1"), None, None),
+    ]
 
 
 @scenario("cloud_gateway_unreachable")

@@ -6,7 +6,8 @@ A cloud gateway is "unreachable" when it is enabled and its last reachability pr
 or when it is disabled while enabled accounts restricted to its pool depend on it (tenants
 cannot reach what the provider turned off). A gateway never probed at its current address is
 neither. A tenant account has "no gateway" when none of its pools (or, for accounts that may
-use every gateway, none at all) has an enabled gateway.
+use every gateway, none at all) has a gateway that serves: enabled and not failing its last
+probe (one never probed serves until a probe says otherwise).
 """
 
 from __future__ import annotations
@@ -131,16 +132,24 @@ async def disabled_with_data(check: Check) -> list[Condition]:
     return out
 
 
+def _serving(prefix: str) -> Q:
+    """A gateway that serves tenants (fields under `prefix`): enabled, and its last probe did
+    not fail."""
+    return Q(**{f"{prefix}enabled": True}) & (
+        Q(**{f"{prefix}reachable": True}) | Q(**{f"{prefix}reachable__isnull": True})
+    )
+
+
 async def no_gateway(check: Check) -> list[Condition]:
-    """Two statements: whether any gateway is enabled, then the enabled accounts left without
-    one (restricted to pools without an enabled gateway; or free to use all, with none)."""
+    """Two statements: whether any gateway serves, then the enabled accounts left without one
+    (restricted to pools without a serving gateway; or free to use all, with none)."""
     if check.empty_scope:
         return []
-    any_enabled = await CloudGateway.filter(enabled=True).exists()
-    served = TenantAccount.filter(gateway_pools__gateways__enabled=True).values("id")
+    any_serving = await CloudGateway.filter(_serving("")).exists()
+    served = TenantAccount.filter(_serving("gateway_pools__gateways__")).values("id")
     stranded = Q(gateway_selection=GatewaySelection.POOLS) & ~Q(id__in=Subquery(served))
-    if not any_enabled:
-        stranded = Q()  # no enabled gateway at all: every account is stranded
+    if not any_serving:
+        stranded = Q()  # no serving gateway at all: every account is stranded
     rows = await check.narrow(TenantAccount.filter(stranded, enabled=True), "company_id").values(
         "id", "name", "company_id", "gateway_selection"
     )
@@ -153,9 +162,9 @@ async def no_gateway(check: Check) -> list[Condition]:
             None,
             None,
             check.severity,
-            "no enabled cloud gateway in its gateway pools"
+            "no enabled, reachable cloud gateway in its gateway pools"
             if r["gateway_selection"] == GatewaySelection.POOLS
-            else "no enabled cloud gateway",
+            else "no enabled, reachable cloud gateway",
         )
         for r in rows
     ]
@@ -288,7 +297,7 @@ DEFINITIONS = [
         "tenant_no_gateway",
         "Tenant account without a gateway",
         "An enabled tenant account restricted to gateway pools has no enabled gateway in"
-        " them: it cannot reach the cloud.",
+        " them that answers its probes: it cannot reach the cloud.",
         K.STATE_CHANGE,
         S.ERROR,
         "tenants",
