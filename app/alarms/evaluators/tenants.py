@@ -135,9 +135,10 @@ async def disabled_with_data(check: Check) -> list[Condition]:
 def _serving(prefix: str) -> Q:
     """A gateway that serves tenants (fields under `prefix`): enabled, and its last probe did
     not fail."""
-    return Q(**{f"{prefix}enabled": True}) & (
-        Q(**{f"{prefix}reachable": True}) | Q(**{f"{prefix}reachable__isnull": True})
-    )
+    enabled: dict[str, Any] = {f"{prefix}enabled": True}
+    answered: dict[str, Any] = {f"{prefix}reachable": True}
+    unprobed: dict[str, Any] = {f"{prefix}reachable__isnull": True}
+    return Q(**enabled) & (Q(**answered) | Q(**unprobed))
 
 
 async def no_gateway(check: Check) -> list[Condition]:
