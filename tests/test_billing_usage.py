@@ -271,3 +271,36 @@ async def test_batches_of_customers(world, monkeypatch) -> None:
         batched = await billing_usage.measure(ids, START, END)
     assert batched == whole
     assert queries.count == 3 * 7  # three batches
+
+
+async def test_many_periods_and_both_kinds_in_the_same_statements(world) -> None:
+    """Overlapping periods (a company and its reseller on different ones, a customer over two)
+    and per-location or not, asked together: each answer equals its own `measure` call, and the
+    whole costs what one per-location measurement costs."""
+    await build(world)
+    o = world.orgs
+    sept, octo = (date(2026, 9, 1), date(2026, 9, 30)), (START, END)
+    late = (date(2026, 9, 30), date(2026, 10, 31))
+    W = billing_usage.Wanted
+    wanted = [
+        W(o["A1"].id, *sept, True),
+        W(o["A1"].id, *octo, True),
+        W(o["A1"].id, *octo),
+        W(o["R1"].id, *late),
+        W(o["R1"].id, *octo, True),
+        W(o["A2"].id, *late, True),
+        W(o["P1"].id, *sept),
+        W(987654, *octo, True),
+    ]
+    with count_queries() as together:
+        got = await billing_usage.measure_many(wanted)
+    assert together.count == 8, together
+    for w in wanted:
+        alone = await billing_usage.measure(
+            [w.customer_id], w.period_start, w.period_end, w.per_location
+        )
+        assert got[w] == alone[w.customer_id], w
+    assert figures(got[W(o["A1"].id, *octo)])[I.COMPUTE_HOUR] == (D("3.75"), None)
+    assert figures(got[W(o["R1"].id, *late)])[I.COMPUTE_HOUR] == (D("23.75"), None)
+    assert figures(got[W(o["R1"].id, *late)])[I.TRANSFER_OUT_GB] == (D("3.123457"), None)
+    assert got[W(987654, *octo, True)] == []

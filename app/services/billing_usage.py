@@ -1,5 +1,10 @@
 """Usage of billing customers, measured for invoices: grouped SQL aggregates for many customers
-at once (a handful of statements per batch of `BATCH` customers, whatever their size).
+at once — eight statements per batch of `BATCH` customers, whatever their size and however
+many periods and kinds (per location or not) are asked for them (`measure_many`: a billing
+run's batch measures every due invoice in one call). The counts are read per company and
+location and the ledger per company, location and slice of time (the periods' bounds cut the
+time into slices), from the batch's companies only (their ids: index scans), then summed per
+request in Python.
 
 Customers: a company (billed by its reseller or, when direct, by the provider) is measured on
 its own rows; a reseller (billed by the provider) is the sum over its companies. A company and
@@ -32,8 +37,8 @@ period with its last day included: COMPUTE_HOUR and TRANSFER_OUT_GB, at the entr
 (none for compute). Sums are exact on PostgreSQL; SQLite sums the decimal text as floats, so
 they are rounded back to the ledger's 6 decimals.
 
-`measure(..., per_location=False)` gives every customer one `Usage` per item, zeros included
-(a quota usage report lists them all). With `per_location=True` (DETAILED invoices) it gives
+A request without `per_location` gives its customer one `Usage` per item, zeros included
+(a quota usage report lists them all). With `per_location` (DETAILED invoices) it gives
 one `Usage` per item and location, non-zero ones only, with the location's name ("East"; for
 a reseller "A1 / East", its company first); usage without a location has `location_id` None.
 """
@@ -42,11 +47,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Case, Q, Subquery, When
 from tortoise.functions import Count, Sum
 
 from app.billing.pricing import Usage
@@ -57,6 +63,7 @@ from app.models.inventory import AgentEdition, BackupAgent
 from app.models.tenancy import Location, Organization, OrgKind
 
 BATCH = 2000  # customers per batch: keeps the statements' parameters well under the limits
+MAX_LISTED = 20_000  # companies passed as a list of ids; more: as a subquery
 LEDGER_PLACES = Decimal("0.000001")
 ZERO = Decimal(0)
 
@@ -72,8 +79,19 @@ CLOUD_VM_JOBS = (BackupJobKind.VBR_BACKUP.value, BackupJobKind.BACKUP_COPY.value
 ORDER = {item: i for i, item in enumerate(BillingItem)}
 LEDGER_ITEMS = (BillingItem.COMPUTE_HOUR.value, BillingItem.TRANSFER_OUT_GB.value)
 
-# (company id, location id or None, item) → [quantity, consumed]
-_Key = tuple[int, int | None, BillingItem]
+# (location id or None, item, ledger slice (0 for counts), quantity, consumed)
+_Figure = tuple[int | None, BillingItem, int, Decimal, Decimal]
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One measurement asked for: a customer over a period (its last day included), one
+    `Usage` per item (`per_location` False) or per item and location."""
+
+    customer_id: int
+    period_start: date
+    period_end: date
+    per_location: bool = False
 
 
 def period_bounds(period_start: date, period_end: date) -> tuple[datetime, datetime]:
@@ -100,18 +118,14 @@ def _companies_q(customer_ids: Sequence[int]) -> Q:
     )
 
 
-async def _measure_companies(
-    companies: Any, start: datetime, end: datetime, per_location: bool
-) -> dict[_Key, list[Decimal]]:
-    """Every figure of the companies selected by the `companies` subquery, per company
-    (and location when `per_location`)."""
-    out: dict[_Key, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+async def _counts(companies: Any) -> dict[int, list[_Figure]]:
+    """The counted figures (inventory and Cloud Connect) of these companies, per company,
+    location and item: five grouped statements whatever the number of companies or periods."""
+    out: dict[int, list[_Figure]] = defaultdict(list)
 
     def add(company: Any, location: Any, item: BillingItem, n: Any, consumed: Any = 0) -> None:
-        loc = int(location) if per_location and location is not None else None
-        figures = out[(int(company), loc, item)]
-        figures[0] += _dec(n)
-        figures[1] += _dec(consumed)
+        loc = None if location is None else int(location)
+        out[int(company)].append((loc, item, 0, _dec(n), _dec(consumed)))
 
     agent_keys = ("computer__company_id", "computer__location_id", "edition")
     agents = BackupAgent.filter(computer__company_id__in=companies)
@@ -149,34 +163,47 @@ async def _measure_companies(
         .values(account_company, "quota", "used")
     ):
         add(row[account_company], None, BillingItem.CLOUD_STORAGE_GB, row["quota"], row["used"])
-
-    ledger_keys = ("company_id", "location_id", "item")
-    ledger = UsageEntry.filter(
-        company_id__in=companies, at__gte=start, at__lt=end, item__in=LEDGER_ITEMS
-    )
-    for row in (
-        await ledger.annotate(q=Sum("quantity")).group_by(*ledger_keys).values(*ledger_keys, "q")
-    ):
-        q = _dec(row["q"]).quantize(LEDGER_PLACES)
-        add(row["company_id"], row["location_id"], BillingItem(row["item"]), q)
     return out
 
 
-async def _location_names(companies: Any) -> dict[int, tuple[str, str]]:
+async def _ledger(companies: Any, bounds: Sequence[datetime]) -> dict[int, list[_Figure]]:
+    """The ledger quantities of these companies between the first and the last of `bounds`,
+    per company, location, item and slice (slice i: [bounds[i], bounds[i + 1])), in one
+    grouped statement: every period asked for is a run of whole slices."""
+    out: dict[int, list[_Figure]] = defaultdict(list)
+    keys: tuple[str, ...] = ("company_id", "location_id", "item")
+    entries = UsageEntry.filter(
+        company_id__in=companies, at__gte=bounds[0], at__lt=bounds[-1], item__in=LEDGER_ITEMS
+    )
+    if len(bounds) > 2:
+        inner = bounds[1:-1]
+        slices = Case(
+            *(When(Q(at__lt=b), then=str(i)) for i, b in enumerate(inner)), default=str(len(inner))
+        )
+        entries = entries.annotate(slice=slices)
+        keys = (*keys, "slice")
+    for row in await entries.annotate(q=Sum("quantity")).group_by(*keys).values(*keys, "q"):
+        loc = None if row["location_id"] is None else int(row["location_id"])
+        q = _dec(row["q"]).quantize(LEDGER_PLACES)
+        figure = (loc, BillingItem(row["item"]), int(row.get("slice", 0)), q, ZERO)
+        out[int(row["company_id"])].append(figure)
+    return out
+
+
+async def _location_names(location_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
     """location id → (its name, its company's name)."""
-    rows = await Location.filter(company_id__in=companies).values("id", "name", "company__name")
+    rows = await Location.filter(id__in=sorted(location_ids)).values("id", "name", "company__name")
     return {int(r["id"]): (r["name"], r["company__name"]) for r in rows}
 
 
-async def _measure_batch(
-    customer_ids: Sequence[int], start: datetime, end: datetime, per_location: bool
-) -> dict[int, list[Usage]]:
+async def _billed_to(customer_ids: Sequence[int]) -> tuple[dict[int, list[int]], set[int]]:
+    """company id → the customers it counts for (itself, its reseller, or both); and the
+    resellers among the customers. One statement."""
     org_rows = await Organization.filter(
         _companies_q(customer_ids) | Q(id__in=customer_ids)
     ).values("id", "kind", "parent_id")
     wanted = set(customer_ids)
     resellers = {int(r["id"]) for r in org_rows if r["kind"] == OrgKind.RESELLER.value}
-    # company id → the customers it counts for (itself, its reseller, or both)
     billed_to: dict[int, list[int]] = defaultdict(list)
     for r in org_rows:
         if r["kind"] != OrgKind.COMPANY.value:
@@ -185,36 +212,64 @@ async def _measure_batch(
             billed_to[int(r["id"])].append(int(r["id"]))
         if r["parent_id"] is not None and int(r["parent_id"]) in resellers:
             billed_to[int(r["id"])].append(int(r["parent_id"]))
+    return billed_to, resellers
 
-    companies = Subquery(Organization.filter(_companies_q(customer_ids)).values("id"))
-    figures = await _measure_companies(companies, start, end, per_location) if billed_to else {}
-    names = await _location_names(companies) if per_location and figures else {}
 
-    totals: dict[int, dict[tuple[int | None, BillingItem], list[Decimal]]] = {
-        pk: {} for pk in customer_ids
+async def _measure_batch(wanted: Sequence[Wanted]) -> dict[Wanted, list[Usage]]:
+    customer_ids = sorted({w.customer_id for w in wanted})
+    billed_to, resellers = await _billed_to(customer_ids)
+    companies_of: dict[int, list[int]] = defaultdict(list)
+    for company, customers in billed_to.items():
+        for customer in customers:
+            companies_of[customer].append(company)
+    # The companies as a list (index scans on the inventory's company keys); a subquery when
+    # resellers bring too many for one statement's parameters.
+    companies: Any = sorted(billed_to)
+    if len(companies) > MAX_LISTED:
+        companies = Subquery(Organization.filter(_companies_q(customer_ids)).values("id"))
+    bounds = sorted({b for w in wanted for b in period_bounds(w.period_start, w.period_end)})
+    counts = await _counts(companies) if billed_to else {}
+    ledger = await _ledger(companies, bounds) if billed_to else {}
+    located = {
+        f[0]
+        for figures in (counts, ledger)
+        for company_figures in figures.values()
+        for f in company_figures
+        if f[0] is not None
     }
-    for (company, loc, item), (n, consumed) in figures.items():
-        for customer in billed_to.get(company, ()):
-            acc = totals[customer].setdefault((loc, item), [ZERO, ZERO])
-            acc[0] += n
-            acc[1] += consumed
+    per_location = any(w.per_location for w in wanted)
+    names = await _location_names(located) if per_location and located else {}
 
-    result: dict[int, list[Usage]] = {}
-    for customer, per_item in totals.items():
-        if per_location:
-            usages = [
-                _usage(item, n, consumed, loc, _name(names, loc, customer in resellers))
-                for (loc, item), (n, consumed) in per_item.items()
-                if n or consumed
-            ]
-            usages.sort(key=lambda u: (ORDER[u.item], u.location_id is None, u.location_id or 0))
-        else:
-            usages = []
-            for item in BillingItem:
-                n, consumed = per_item.get((None, item), (ZERO, ZERO))
-                usages.append(_usage(item, n, consumed, None, ""))
-        result[customer] = usages
+    result: dict[Wanted, list[Usage]] = {}
+    for w in wanted:
+        first, last = (bounds.index(b) for b in period_bounds(w.period_start, w.period_end))
+        per_item: dict[tuple[int | None, BillingItem], list[Decimal]] = {}
+        for company in companies_of.get(w.customer_id, ()):
+            in_period = [f for f in ledger.get(company, ()) if first <= f[2] < last]
+            for loc, item, _, n, consumed in (*counts.get(company, ()), *in_period):
+                acc = per_item.setdefault((loc if w.per_location else None, item), [ZERO, ZERO])
+                acc[0] += n
+                acc[1] += consumed
+        result[w] = _usages(w, per_item, names, w.customer_id in resellers)
     return result
+
+
+def _usages(
+    w: Wanted,
+    per_item: dict[tuple[int | None, BillingItem], list[Decimal]],
+    names: dict[int, tuple[str, str]],
+    reseller: bool,
+) -> list[Usage]:
+    if not w.per_location:
+        totals = [(item, per_item.get((None, item), (ZERO, ZERO))) for item in BillingItem]
+        return [_usage(item, n, consumed, None, "") for item, (n, consumed) in totals]
+    usages = [
+        _usage(item, n, consumed, loc, _name(names, loc, reseller))
+        for (loc, item), (n, consumed) in per_item.items()
+        if n or consumed
+    ]
+    usages.sort(key=lambda u: (ORDER[u.item], u.location_id is None, u.location_id or 0))
+    return usages
 
 
 def _name(names: dict[int, tuple[str, str]], loc: int | None, reseller: bool) -> str:
@@ -230,17 +285,29 @@ def _usage(item: BillingItem, n: Decimal, consumed: Decimal, loc: int | None, na
     return Usage(item, n, loc, name)
 
 
+async def measure_many(wanted: Iterable[Wanted]) -> dict[Wanted, list[Usage]]:
+    """The usage of many customers over their periods, per location or not (see the module
+    docstring for what is counted and how), in the same handful of statements per `BATCH`
+    customers whatever the periods and kinds asked for: the counts and the ledger are read
+    once per batch, per company and location, and summed per request here."""
+    by_customer: dict[int, list[Wanted]] = defaultdict(list)
+    for w in set(wanted):
+        by_customer[w.customer_id].append(w)
+    ids = sorted(by_customer)
+    result: dict[Wanted, list[Usage]] = {}
+    for i in range(0, len(ids), BATCH):
+        batch = [w for pk in ids[i : i + BATCH] for w in by_customer[pk]]
+        result.update(await _measure_batch(batch))
+    return result
+
+
 async def measure(
     customer_ids: Iterable[int],
     period_start: date,
     period_end: date,
     per_location: bool = False,
 ) -> dict[int, list[Usage]]:
-    """The usage of each customer (see the module docstring for what is counted and how).
-    `period_end` is the period's last day, included."""
-    ids = sorted({int(pk) for pk in customer_ids})
-    start, end = period_bounds(period_start, period_end)
-    result: dict[int, list[Usage]] = {}
-    for i in range(0, len(ids), BATCH):
-        result.update(await _measure_batch(ids[i : i + BATCH], start, end, per_location))
-    return result
+    """The usage of each customer over one period (see `measure_many`). `period_end` is the
+    period's last day, included."""
+    wanted = [Wanted(int(pk), period_start, period_end, per_location) for pk in set(customer_ids)]
+    return {w.customer_id: usages for w, usages in (await measure_many(wanted)).items()}
