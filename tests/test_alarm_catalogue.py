@@ -688,7 +688,7 @@ MESSAGES = {
         f"no heartbeat since {stamp(NOW - timedelta(minutes=45))} (limit 30 min)"
     ),
     "cloud_storage_quota": "85% used (850 of 1000 GB; limit 80%)",
-    "tenant_lease_expiring": "lease ends in 10 day(s)",
+    "tenant_lease_expiring": f"lease ends {stamp(NOW + timedelta(days=10))}",
     "veeam_one_errors": "2 Veeam ONE error record(s) in the last 24 h",
     "invoice_unpaid": f"unpaid since its due date {NOW.date() - timedelta(days=10)}",
     "suspicious_logins_account": "5 failed logins in 15 min (limit 5",

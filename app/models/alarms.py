@@ -97,7 +97,8 @@ class Alarm(Model):
     message = fields.CharField(max_length=1000)
     # "<template>:<object type>:<object id>" while not resolved, NULL once resolved.
     active_key = fields.CharField(max_length=120, null=True, unique=True)
-    occurrences = fields.IntField(default=1)  # times seen while open (repeats)
+    # Distinct occurrences while open (app.alarms.engine: a new message or severity), not sweeps.
+    occurrences = fields.IntField(default=1)
     first_seen_at = fields.DatetimeField()
     last_seen_at = fields.DatetimeField()
     raised_at = fields.DatetimeField(null=True)  # PENDING → ACTIVE

@@ -50,9 +50,10 @@ def _days_left(check: Check, until: Any) -> int:
 def _expiry(check: Check, what: str, until: Any) -> tuple[Any, str]:
     days = _days_left(check, until)
     level = check.level_below(days)
+    # A moment, not a countdown: "ends in 9 day(s)" changed daily and counted as a new occurrence.
     if days < 0:
-        return level, f"{what} ended {-days} day(s) ago ({stamp(until)})"
-    return level, f"{what} ends in {days} day(s) ({stamp(until)})"
+        return level, f"{what} ended {stamp(until)}"
+    return level, f"{what} ends {stamp(until)}"
 
 
 async def lease_expiring(check: Check) -> list[Condition]:

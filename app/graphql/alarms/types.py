@@ -136,7 +136,11 @@ class AlarmType(Node):
         description="The object's location; null for company-wide objects."
     )
     message: str
-    occurrences: int = strawberry.field(description="Times seen while open (repeats).")
+    occurrences: int = strawberry.field(
+        description="Distinct occurrences while open: 1 when raised, + 1 each time "
+        "the condition comes back with another message or severity (a new failed session, a new "
+        "usage level); not one per evaluation."
+    )
     first_seen_at: datetime
     last_seen_at: datetime
     raised_at: datetime | None
