@@ -142,7 +142,10 @@ class AlarmType(Node):
         "usage level); not one per evaluation."
     )
     first_seen_at: datetime
-    last_seen_at: datetime
+    last_seen_at: datetime = strawberry.field(
+        description="When an evaluation last saw the condition: exact when the alarm changed; "
+        "for an unchanged open alarm refreshed every 15 to 30 minutes."
+    )
     raised_at: datetime | None
     resolved_at: datetime | None
 
