@@ -13,16 +13,18 @@ from decimal import Decimal
 import pytest
 
 from app.authz.matrix import Portal, load_matrix
-from app.models import AuditEntry, Organization, User
+from app.models import AuditEntry, Location, Organization, User
 from app.models.billing import (
     BillingItem,
     Invoice,
     InvoiceLine,
+    InvoiceType,
     OutboxMessage,
     PlanAssignment,
     SubscriptionPlan,
     UsageEntry,
 )
+from app.models.inventory import AgentEdition, AgentPlatform, BackupAgent, ManagedComputer
 from app.services import invoice_generation, invoice_writing
 from app.services.actor import Actor
 from app.services.invoice_generation import Period, generate, generate_many
@@ -153,6 +155,87 @@ async def test_a_batch_that_collides_is_rolled_back_and_written_one_by_one(
     # One audit entry and one e-mail per invoice: the rolled-back batch left none behind.
     assert await AuditEntry.filter(action="invoiceGenerate").count() == 4
     assert await OutboxMessage.filter(organization_id__in=companies).count() == 4
+
+
+async def mixed_companies(
+    world, plans: dict[str, SubscriptionPlan], count: int, tag: str
+) -> list[int]:
+    """`count` companies, alternately billed by the provider (a DETAILED plan) and R1 (a SUMMARY
+    one), starting on 15 September, 1 September or 1 August (two periods due: a catch-up), each
+    with a server agent at its location and compute hours in August (100 + n) and September
+    (n + 1)."""
+    ids = []
+    for n in range(count):
+        issuer = ("Provider", "R1")[n % 2]
+        org = await Organization.create(
+            kind="COMPANY", name=f"{tag}{n:02d}", parent=world.orgs[issuer]
+        )
+        location = await Location.create(company=org, name=f"Site {n}")
+        computer = await ManagedComputer.create(
+            company=org, location=location, uid=f"{tag}-{n}", hostname=f"{tag}-{n}"
+        )
+        await BackupAgent.create(
+            computer=computer, platform=AgentPlatform.WINDOWS, edition=AgentEdition.SERVER
+        )
+        for day, quantity in ((date(2026, 8, 20), 100 + n), (date(2026, 9, 20), n + 1)):
+            await UsageEntry.create(
+                company=org,
+                item=BillingItem.COMPUTE_HOUR,
+                quantity=Decimal(quantity),
+                at=datetime.combine(day, datetime.min.time(), tzinfo=UTC),
+                source_key=f"mixed:{tag}:{n}:{day}",
+            )
+        start = (date(2026, 9, 15), date(2026, 9, 1), date(2026, 8, 1))[n % 3]
+        await assign(org, plans[issuer], start)
+        ids.append(org.id)
+    return ids
+
+
+async def test_a_batch_measures_every_period_and_invoice_type_in_one_go(world, dispatched) -> None:
+    """Periods of several starts (and two periods for a customer behind), DETAILED and SUMMARY
+    invoices in one batch: the usage is read once for all of them, 6 invoices or 24."""
+    rates = {BillingItem.COMPUTE_HOUR: "0.5", BillingItem.SERVER_AGENT: "10"}
+    plans = {
+        "Provider": await make_plan(
+            world.orgs["Provider"], rates=rates, invoice_type=InvoiceType.DETAILED
+        ),
+        "R1": await make_plan(world.orgs["R1"], rates=rates),
+    }
+    small = await mixed_companies(world, plans, 6, "S")
+    large = await mixed_companies(world, plans, 24, "L")
+    with count_queries() as few:
+        written = await generate_many(small, OCT1)
+    assert sum(len(v) for v in written.values()) == 8
+    with count_queries() as many:
+        written = await generate_many(large, OCT1)
+    assert sum(len(v) for v in written.values()) == 32
+    assert many.count == few.count, f"8 invoices: {few}\n32 invoices: {many}"
+    # One read of each inventory table and of the ledger for every period and type.
+    assert len(many.matching('"usage_ledger"')) == 1, many
+    assert len(many.matching('FROM "backup_agents"')) == 2, many  # agents, cloud-backed ones
+    assert len(many.matching('FROM "locations"')) == 1, many  # the DETAILED lines' names
+
+    # Each invoice priced on its own period's ledger and the agent, per location if DETAILED.
+    for n, company in enumerate(large):
+        got = {
+            (i.period_start, i.period_end, i.type, i.total)
+            for i in await Invoice.filter(customer_id=company)
+        }
+        kind = (InvoiceType.DETAILED, InvoiceType.SUMMARY)[n % 2]
+        september = Decimal(10) + Decimal(n + 1) / 2
+        expected = {
+            0: {(date(2026, 9, 15), date(2026, 9, 30), kind, september)},
+            1: {(date(2026, 9, 1), date(2026, 9, 30), kind, september)},
+            2: {
+                (date(2026, 8, 1), date(2026, 8, 31), kind, Decimal(10) + Decimal(100 + n) / 2),
+                (date(2026, 9, 1), date(2026, 9, 30), kind, september),
+            },
+        }[n % 3]
+        assert got == expected, n
+    detailed = await InvoiceLine.filter(
+        invoice__customer_id=large[0], item=BillingItem.SERVER_AGENT
+    ).values_list("description", flat=True)
+    assert list(detailed) == ["Server agents - Site 0"]
 
 
 async def september_drafts(companies: list[int]) -> list[invoice_writing.Draft]:

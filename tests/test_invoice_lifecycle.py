@@ -166,12 +166,13 @@ async def test_correction_issues_a_credit_note_and_a_new_revision(world, dispatc
         (x.quantity, x.billable_quantity, x.rate, x.amount)
         for x in await InvoiceLine.filter(invoice_id=note.id)
     ] == [(Decimal(-3), Decimal(-3), Decimal(10), Decimal(-30))]
-    # The replacement: same period, the current plan (12.50 now), revision 1, due from today.
+    # The replacement: same period, the original's plan (10, not the 12.50 of now: plan edits
+    # affect only future invoices), revision 1, due from today.
     assert (new.kind, new.state, new.revision, new.total) == (
         InvoiceKind.INVOICE,
         InvoiceState.UNPAID,
         1,
-        Decimal("37.5"),
+        Decimal(30),
     )
     assert (new.period_start, new.period_end, new.issued_on, new.due_on) == (
         date(2026, 9, 1),

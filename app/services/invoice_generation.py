@@ -12,6 +12,10 @@ day the invoice is really generated (`as_of`), so a catch-up invoice dated month
 overdue the moment it appears. Chargeback reports (companies in the enterprise edition), quota
 usage reports and credit notes are INFORMATION: no due date, no payment states.
 
+Usage (`app.services.billing_usage.measure_many`): every due invoice of a call — whatever
+its period and invoice type — is measured in one call, a constant number of statements.
+Pricing (`Terms`): the plan as it is now; a correction prices with the original's snapshot.
+
 Numbers and exactly once (`app.services.invoice_writing`): the drafts of one call — every
 customer and issuer of a billing.run batch — are written in one transaction, under the
 issuers' number locks, skipping the periods already invoiced, numbered without gaps, with
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -39,12 +43,13 @@ from app.models.billing import (
     InvoiceState,
     InvoiceType,
     PlanAssignment,
+    StorageMode,
     SubscriptionPlan,
 )
 from app.models.jobs import Job
 from app.models.tenancy import OrgKind
 from app.services.actor import Actor
-from app.services.billing_usage import measure
+from app.services.billing_usage import Wanted, measure_many
 from app.services.invoice_writing import BILLED_KINDS, Draft, write_drafts
 from app.services.invoice_writing import Numbering as Numbering  # credit notes use these
 from app.services.invoice_writing import write as write
@@ -81,6 +86,57 @@ def plan_snapshot(plan: SubscriptionPlan, rates: dict[BillingItem, RateSpec]) ->
     }
 
 
+@dataclass(frozen=True)
+class Terms:
+    """What prices an invoice: the plan's figures and rates, from the plan as it is (a run)
+    or read back from an invoice's snapshot (a correction prices with the original's plan)."""
+
+    currency: str
+    discount_percent: Decimal
+    tax_rate_percent: Decimal
+    invoice_type: InvoiceType
+    due_days: int
+    rates: dict[BillingItem, RateSpec]
+
+
+def plan_terms(plan: SubscriptionPlan, rates: dict[BillingItem, RateSpec]) -> Terms:
+    return Terms(
+        currency=plan.currency,
+        discount_percent=Decimal(plan.discount_percent),
+        tax_rate_percent=Decimal(plan.tax_rate_percent),
+        invoice_type=InvoiceType(plan.invoice_type),
+        due_days=plan.due_days,
+        rates=rates,
+    )
+
+
+def snapshot_terms(snapshot: dict[str, Any]) -> Terms | None:
+    """The terms `plan_snapshot` kept (None when the snapshot lacks them: an invoice written
+    without one)."""
+    try:
+        rates = {
+            BillingItem(item): RateSpec(
+                item=BillingItem(item),
+                rate=None if spec["rate"] is None else Decimal(spec["rate"]),
+                free_allowance=Decimal(spec["free_allowance"]),
+                storage_mode=StorageMode(spec["storage_mode"]),
+                block_gb=int(spec["block_gb"]),
+                round_up=bool(spec["round_up"]),
+            )
+            for item, spec in snapshot["rates"].items()
+        }
+        return Terms(
+            currency=str(snapshot["currency"]),
+            discount_percent=Decimal(snapshot["discount_percent"]),
+            tax_rate_percent=Decimal(snapshot["tax_rate_percent"]),
+            invoice_type=InvoiceType(snapshot["invoice_type"]),
+            due_days=int(snapshot["due_days"]),
+            rates=rates,
+        )
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return None
+
+
 def billed_kind(customer: Organization) -> InvoiceKind:
     """Departments of the enterprise edition get chargeback reports; everyone else invoices."""
     if get_settings().enterprise and customer.kind is OrgKind.COMPANY:
@@ -111,15 +167,9 @@ def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-async def _measure(
-    customer_ids: Sequence[int], period: Period, invoice_type: InvoiceType
-) -> dict[int, list[Usage]]:
-    return await measure(
-        list(customer_ids),
-        period.start,
-        period.end,
-        per_location=invoice_type is InvoiceType.DETAILED,
-    )
+def wanted(customer_id: int, period: Period, invoice_type: InvoiceType) -> Wanted:
+    """The measurement an invoice of this type and period needs (DETAILED: per location)."""
+    return Wanted(customer_id, period.start, period.end, invoice_type is InvoiceType.DETAILED)
 
 
 def draft_for(
@@ -131,36 +181,51 @@ def draft_for(
     as_of: date,
     snapshot: dict[str, Any] | None = None,
 ) -> Draft:
-    """The priced invoice of one period (`snapshot`: the plan's, when already taken)."""
+    """The priced invoice of one period, with the assigned plan as it is now (`snapshot`: the
+    plan's, when already taken)."""
     plan: SubscriptionPlan = assignment.plan
-    customer: Organization = assignment.customer
+    snapshot = plan_snapshot(plan, rates) if snapshot is None else snapshot
+    terms = plan_terms(plan, rates)
+    return priced_draft(assignment.customer, issuer, plan, period, usage, terms, snapshot, as_of)
+
+
+def priced_draft(
+    customer: Organization,
+    issuer: Organization,
+    plan: SubscriptionPlan | None,
+    period: Period,
+    usage: list[Usage],
+    terms: Terms,
+    snapshot: dict[str, Any],
+    as_of: date,
+) -> Draft:
+    """The invoice of one period priced with `terms` (`snapshot`: the same plan, stored)."""
     kind = billed_kind(customer)
-    invoice_type = InvoiceType(plan.invoice_type)
     lines, totals = price(
         usage,
-        rates,
-        plan.currency,
-        Decimal(plan.discount_percent),
-        Decimal(plan.tax_rate_percent),
-        invoice_type,
+        terms.rates,
+        terms.currency,
+        terms.discount_percent,
+        terms.tax_rate_percent,
+        terms.invoice_type,
     )
-    state = first_state(kind, invoice_type)
+    state = first_state(kind, terms.invoice_type)
     due_on = None
     if state is not InvoiceState.INFORMATION:
-        due_on = date.fromordinal(max(period.invoice_date, as_of).toordinal() + plan.due_days)
+        due_on = date.fromordinal(max(period.invoice_date, as_of).toordinal() + terms.due_days)
     return Draft(
         customer=customer,
         issuer=issuer,
         plan=plan,
         kind=kind,
-        type=invoice_type,
+        type=terms.invoice_type,
         period=period,
         issued_on=period.invoice_date,
         due_on=due_on,
-        currency=plan.currency,
+        currency=terms.currency,
         lines=lines,
         totals=totals,
-        snapshot=plan_snapshot(plan, rates) if snapshot is None else snapshot,
+        snapshot=snapshot,
         state=state,
     )
 
@@ -179,15 +244,13 @@ async def generate_many(
         customer_id__in=list(customer_ids), customer__parent_id__isnull=False
     ).select_related("plan", "customer__parent")
     last = await _last_ends([a.customer.id for a in assignments])
-    work: dict[tuple[date, date, InvoiceType], list[tuple[PlanAssignment, Period]]] = defaultdict(
-        list
-    )
+    work: list[tuple[PlanAssignment, Period, Wanted]] = []
     for a in assignments:
         plan: SubscriptionPlan = a.plan
         for period in due_periods(
             a.billing_start, plan.billing_day, last.get(a.customer.id), as_of
         ):
-            work[(period.start, period.end, InvoiceType(plan.invoice_type))].append((a, period))
+            work.append((a, period, wanted(a.customer.id, period, InvoiceType(plan.invoice_type))))
     if not work:
         return {}
     rates = await rate_specs_many(sorted({a.plan.id for a in assignments}))
@@ -195,16 +258,15 @@ async def generate_many(
         plan.id: plan_snapshot(plan, rates.get(plan.id, {}))
         for plan in {a.plan.id: a.plan for a in assignments}.values()
     }
+    # Every due period of the batch measured together: a constant number of statements.
+    usage = await measure_many(w for _, _, w in work)
     drafts: list[Draft] = []
-    for (_start, _end, invoice_type), items in sorted(work.items(), key=lambda kv: kv[0][:2]):
-        usage = await _measure([a.customer.id for a, _ in items], items[0][1], invoice_type)
-        for a, period in items:
-            issuer = a.customer.parent
-            if issuer is None:  # the provider itself: billed by nobody (and filtered out)
-                continue
-            usages = usage.get(a.customer.id, [])
-            plan_rates, snapshot = rates.get(a.plan.id, {}), snapshots[a.plan.id]
-            drafts.append(draft_for(a, issuer, period, usages, plan_rates, as_of, snapshot))
+    for a, period, w in work:
+        issuer = a.customer.parent
+        if issuer is None:  # the provider itself: billed by nobody (and filtered out)
+            continue
+        plan_rates, snapshot = rates.get(a.plan.id, {}), snapshots[a.plan.id]
+        drafts.append(draft_for(a, issuer, period, usage[w], plan_rates, as_of, snapshot))
     out: dict[int, list[Invoice]] = defaultdict(list)
     for invoice in await write_drafts(drafts, actor, job):
         out[invoice.customer_id].append(invoice)  # type: ignore[attr-defined]

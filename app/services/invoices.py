@@ -14,7 +14,8 @@ States (`InvoiceState`):
 
     UNPAID ──(due date passed, daily job)──▶ OVERDUE
     UNPAID / OVERDUE ──mark paid──▶ PAID ──mark unpaid──▶ UNPAID (OVERDUE when past due)
-    any but CREDITED ──correct──▶ CREDITED (+ a CREDIT_NOTE and a new invoice, revision n+1)
+    any but CREDITED ──correct──▶ CREDITED (+ a CREDIT_NOTE and a new invoice, revision n+1,
+                                   priced with the original's plan snapshot)
     INFORMATION: chargeback reports, quota usage reports, credit notes (no payment states)
 
 Each change is one conditional UPDATE (the state it starts from is part of the WHERE), so two
@@ -43,14 +44,15 @@ from app.models.billing import (
     InvoiceState,
     InvoiceType,
     PlanAssignment,
+    SubscriptionPlan,
 )
 from app.services import invoice_generation as gen
 from app.services import jobs
 from app.services.actor import Actor
 from app.services.audit import audited
+from app.services.billing_usage import measure_many
 from app.services.guards import require
 from app.services.invoice_notifications import notify_resent
-from app.services.subscription_plans import rate_specs
 
 PAYABLE = (InvoiceState.UNPAID, InvoiceState.OVERDUE)
 RUN_KIND = "billing.run"
@@ -202,26 +204,33 @@ async def correct(actor: Actor, invoice_id: int, on: date | None = None) -> tupl
     new invoice of the same period — both of revision n+1, numbered now, notified — and the
     original CREDITED. Nothing is deleted.
 
-    The new invoice is generated for the period as it stands now, by the generation's rules:
-    the customer's current plan and rates, counts measured now, period quantities summed from
-    the ledger again (so usage recorded late is included). Returns (credit note, invoice)."""
+    Plan edits affect only future invoices: the new invoice is priced with the plan that priced
+    the original, read back from its snapshot (rates, allowances, storage modes, currency,
+    tax, discount, invoice type, due days), whatever the customer's plan is now, and even when
+    it has none any more. Its due date counts the snapshot's due days from the correction's
+    day. Usage: the period quantities (compute hours, transfer out) are summed from the ledger
+    for the original period again, so usage recorded late is included; the counts (agents,
+    VMs, replicas, storage) have no history and are measured now. Returns (credit note,
+    invoice)."""
     original = await _acted_on(actor, invoice_id)
     if original.kind is InvoiceKind.CREDIT_NOTE:
         raise Conflict("a credit note cannot be corrected")
     if original.state is InvoiceState.CREDITED:
         raise Conflict("the invoice was corrected already")
+    terms = gen.snapshot_terms(original.plan_snapshot or {})
+    if terms is None:
+        raise Conflict("the invoice keeps no plan snapshot to price its correction with")
     day = on or today()
     customer: Organization = original.customer
-    assignment = await PlanAssignment.filter(customer_id=customer.id).select_related("plan").first()
-    if assignment is None:
-        raise Conflict("the customer has no subscription plan to price the correction with")
-    assignment.customer = customer
+    plan_id = original.plan_id  # type: ignore[attr-defined]
+    plan = await SubscriptionPlan.filter(id=plan_id).first() if plan_id is not None else None
     period = gen.Period(original.period_start, original.period_end, day)
-    usage = await gen._measure([customer.id], period, InvoiceType(assignment.plan.invoice_type))
-    rates = await rate_specs(assignment.plan)
+    wanted = gen.wanted(customer.id, period, terms.invoice_type)
+    usage = (await measure_many([wanted]))[wanted]
     issuer = await Organization.get(id=original.issuer_id)  # type: ignore[attr-defined]
-    usages = usage.get(customer.id, [])
-    replacement = gen.draft_for(assignment, issuer, period, usages, rates, day)
+    replacement = gen.priced_draft(
+        customer, issuer, plan, period, usage, terms, original.plan_snapshot, day
+    )
     replacement.revision = original.revision + 1
     replacement.corrects_id = original.id
     credit = await _credit_note_draft(original, customer, issuer, day)
