@@ -38,6 +38,7 @@ from app.models.alarms import AlarmSeverity, AlarmTemplate
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.guards import require
+from app.services.text_inputs import clean_text
 
 MAX_MASKS = 20
 MAX_MASK_LENGTH = 100
@@ -117,15 +118,6 @@ def _definition(row: AlarmTemplate) -> Definition:
 # --- validation --------------------------------------------------------------------------------
 
 
-def _text(value: str, field: str, limit: int, *, required: bool = True) -> str:
-    value = value.strip()
-    if required and not value:
-        raise BadInput("a value is required", field=field)
-    if len(value) > limit:
-        raise BadInput(f"longer than {limit} characters", field=field)
-    return value
-
-
 def _within(value: int, bounds: tuple[int, int], field: str) -> int:
     low, high = bounds
     if not low <= value <= high:
@@ -138,7 +130,7 @@ def _masks(values: list[str], field: str) -> list[str]:
         raise BadInput(f"at most {MAX_MASKS} masks", field=field)
     out: list[str] = []
     for value in values:
-        mask = _text(value, field, MAX_MASK_LENGTH)
+        mask = clean_text(value, field, MAX_MASK_LENGTH)
         if mask not in out:
             out.append(mask)
     return out
@@ -198,10 +190,12 @@ async def _apply(p: Principal, row: AlarmTemplate, c: TemplateChanges) -> dict[s
     """Validates and applies the changes to `row` (not saved); the changed settings."""
     changed: dict[str, Any] = {}
     if c.name is not None:
-        row.name = _text(c.name, "input.name", MAX_NAME)
+        row.name = clean_text(c.name, "input.name", MAX_NAME)
         changed["name"] = row.name
     if c.description is not None:
-        row.description = _text(c.description, "input.description", MAX_DESCRIPTION, required=False)
+        row.description = clean_text(
+            c.description, "input.description", MAX_DESCRIPTION, required=False
+        )
     if c.enabled is not None:
         row.enabled = c.enabled
         changed["enabled"] = c.enabled

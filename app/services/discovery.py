@@ -44,6 +44,7 @@ from app.services.audit import audited
 from app.services.backup_jobs import cron_schedule
 from app.services.guards import require
 from app.services.tenancy import location_in_scope
+from app.services.text_inputs import clean_text
 
 RUN_KIND = "discovery.run"
 MAX_ADDRESSES = 65_536
@@ -71,15 +72,6 @@ def target(company_id: int) -> Target:
 
 
 # --- validation -----------------------------------------------------------------------------
-
-
-def _text(value: str, field: str, limit: int, required: bool = True) -> str:
-    value = value.strip()
-    if required and not value:
-        raise BadInput("a value is required", field=field)
-    if len(value) > limit:
-        raise BadInput(f"longer than {limit} characters", field=field)
-    return value
 
 
 def network_ranges(ranges: list[str]) -> list[str]:
@@ -112,7 +104,7 @@ def _kind_fields(kind: DiscoveryKind, ranges: list[str] | None, ad_query: str | 
         return {"ranges": network_ranges(ranges or []), "ad_query": ""}
     if ranges:
         raise BadInput("an Active Directory rule takes a query, not ranges", field="input.ranges")
-    query = _text(ad_query or "", "input.adQuery", 1000)
+    query = clean_text(ad_query or "", "input.adQuery", 1000)
     return {"ranges": [], "ad_query": query}
 
 
@@ -150,9 +142,9 @@ async def create(
     company_id = location.company_id
     require(p, DISCOVERY_RULES, Action.CREATE, target(company_id))
     values = dict(
-        name=_text(name, "input.name", NAME_MAX),
+        name=clean_text(name, "input.name", NAME_MAX),
         kind=kind,
-        credentials_ref=_text(credentials_ref, "input.credentialsRef", 200, required=False),
+        credentials_ref=clean_text(credentials_ref, "input.credentialsRef", 200, required=False),
         schedule=cron_schedule(schedule, "input.schedule"),
         enabled=enabled,
         **_kind_fields(kind, ranges, ad_query),
@@ -192,7 +184,7 @@ async def update(
     require(p, DISCOVERY_RULES, Action.UPDATE, target(company_id))
     changes: dict[str, Any] = {}
     if name is not None:
-        changes["name"] = _text(name, "input.name", NAME_MAX)
+        changes["name"] = clean_text(name, "input.name", NAME_MAX)
     if location_id is not None:
         changes["location_id"] = (await _location(p, location_id, company_id)).id
     if ranges is not None or ad_query is not None:
@@ -204,7 +196,9 @@ async def update(
             )
         )
     if credentials_ref is not None:
-        changes["credentials_ref"] = _text(credentials_ref, "input.credentialsRef", 200, False)
+        changes["credentials_ref"] = clean_text(
+            credentials_ref, "input.credentialsRef", 200, required=False
+        )
     if schedule is not None:
         changes["schedule"] = cron_schedule(schedule, "input.schedule")
     if enabled is not None:

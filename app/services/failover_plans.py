@@ -39,6 +39,7 @@ from app.models.tenancy import OrgKind
 from app.services.actor import Actor
 from app.services.audit import audited
 from app.services.guards import require
+from app.services.text_inputs import clean_text
 
 MAX_SCRIPT_LENGTH = 1000
 EDITABLE = frozenset({PlanState.READY})
@@ -80,21 +81,12 @@ async def plan_in_scope(
 # --- validation ---------------------------------------------------------------------------
 
 
-def _text(value: str, field: str, limit: int, *, required: bool) -> str:
-    value = value.strip()
-    if required and not value:
-        raise BadInput("a value is required", field=field)
-    if len(value) > limit:
-        raise BadInput(f"longer than {limit} characters", field=field)
-    return value
-
-
 def clean_script(value: str, field: str) -> str:
     """A path or command line run on the cloud host: one line, at most 1000 characters
     (empty: no script)."""
     if any(c in value for c in "\r\n\x00"):
         raise BadInput("a script is one line: a path or a command line", field=field)
-    return _text(value, field, MAX_SCRIPT_LENGTH, required=False)
+    return clean_text(value, field, MAX_SCRIPT_LENGTH, required=False)
 
 
 def _name_taken() -> Conflict:
@@ -167,8 +159,8 @@ async def create(
     if company is None:
         raise NotFound("company", field="input.companyId")
     require(p, FAILOVER_PLANS, Action.CREATE, company_target(company.id))
-    name = _text(name, "input.name", 200, required=True)
-    description = _text(description, "input.description", 1000, required=False)
+    name = clean_text(name, "input.name", 200, required=True)
+    description = clean_text(description, "input.description", 1000, required=False)
     account = None
     if tenant_account_id is not None:
         account = await TenantAccount.filter(
@@ -209,9 +201,9 @@ async def update(
     plan = await plan_to_change(actor, plan_id, Action.UPDATE)
     changes: dict[str, object] = {}
     if name is not None:
-        changes["name"] = _text(name, "input.name", 200, required=True)
+        changes["name"] = clean_text(name, "input.name", 200, required=True)
     if description is not None:
-        changes["description"] = _text(description, "input.description", 1000, required=False)
+        changes["description"] = clean_text(description, "input.description", 1000, required=False)
     if failure_policy is not None:
         changes["failure_policy"] = failure_policy
     company_id: int = plan.company_id  # type: ignore[attr-defined]

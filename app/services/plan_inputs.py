@@ -16,19 +16,11 @@ from typing import Any
 from app.billing import money
 from app.errors import BadInput
 from app.models.billing import BillingItem, InvoiceType, StorageMode, SubscriptionPlan, TaxType
+from app.services.text_inputs import clean_text
 
 PLACES = Decimal("0.0001")  # every stored amount and percentage has 4 decimal places
 MAX_AMOUNT = Decimal("9999999999.9999")  # DECIMAL(14, 4)
 HUNDRED = Decimal(100)
-
-
-def text(value: str, field: str, limit: int, *, required: bool) -> str:
-    value = value.strip()
-    if required and not value:
-        raise BadInput("a value is required", field=field)
-    if len(value) > limit:
-        raise BadInput(f"longer than {limit} characters", field=field)
-    return value
 
 
 def clean_decimal(
@@ -83,9 +75,9 @@ def clean_plan(data: PlanInput) -> dict[str, Any]:
     """The given fields, validated, by model field name."""
     out: dict[str, Any] = {}
     if data.name is not None:
-        out["name"] = text(data.name, "input.name", 200, required=True)
+        out["name"] = clean_text(data.name, "input.name", 200, required=True)
     if data.description is not None:
-        out["description"] = text(data.description, "input.description", 1000, required=False)
+        out["description"] = clean_text(data.description, "input.description", 1000, required=False)
     if data.currency is not None:
         out["currency"] = clean_currency(data.currency)
     if data.tax_type is not None:
