@@ -3,7 +3,8 @@
 ingestion), and the alarm reaches the company's signed webhook — a real HTTP receiver in this
 test — through the outbox (`outbox.deliver` on a worker):
 
-* the signature verifies with the secret shown once when the webhook was registered;
+* the signature verifies with the secret shown once when the webhook was registered, on the
+  receiver's own clock on arrival, and no longer once the tolerance has passed (a replay);
 * a receiver answering 500 twice, then 200, gets three attempts of the same message (same
   `X-Tenantry-Delivery` id), accepts it once; the delivery log has the three attempts;
 * the worker group killed with `kill -9` while it delivers — before the receiver answered, and
@@ -26,11 +27,11 @@ TENANTRY_REQUIRE_SERVICES=1 a missing service fails them.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import itertools
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,12 @@ from app.models.alarms import (
 )
 from app.models.billing import OutboxChannel, OutboxDelivery, OutboxMessage, OutboxState
 from app.services import jobs, outbox
+from app.services.webhook_signature import (
+    DEFAULT_TOLERANCE,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify_signature,
+)
 from tests.test_ingestion import issue_key
 from tests.workerproc import (
     WorkerProcess,
@@ -94,6 +101,7 @@ def workers(broker, tmp_path: Path):
 class Hit:
     headers: dict[str, str]
     body: bytes
+    received_at: float  # the receiver's clock on arrival
     status: int | None = None  # what the receiver answered (None: it never answered)
     duplicate: bool = False  # a delivery id it had accepted before (its own dedup)
 
@@ -129,7 +137,7 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            hit = Hit(dict(self.headers.items()), body)
+            hit = Hit(dict(self.headers.items()), body, time.time())
             with state.lock:
                 n = len(state.hits)
                 state.hits.append(hit)
@@ -162,9 +170,18 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
-def signed_by(secret: str, hit: Hit) -> bool:
-    expected = "sha256=" + hmac.new(secret.encode(), hit.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(hit.headers["X-Tenantry-Signature"], expected)
+def signed_by(secret: str, hit: Hit, later: float = 0) -> bool:
+    """The receiver's check on arrival (or `later` seconds after it: a replay)."""
+    timestamp, signature = hit.headers[TIMESTAMP_HEADER], hit.headers[SIGNATURE_HEADER]
+    return verify_signature(secret, timestamp, hit.body, signature, hit.received_at + later)
+
+
+def signed_afresh(hits: list[Hit]) -> None:
+    """Each attempt carries its own send time: not before the previous attempt arrived, not
+    after its own arrival (one machine, one clock)."""
+    for before, hit in itertools.pairwise(hits):
+        stamp = int(hit.headers[TIMESTAMP_HEADER])
+        assert int(before.received_at) <= stamp <= hit.received_at, (before, hit)
 
 
 # --- the outbox, driven like the scheduler would ------------------------------------------------
@@ -335,6 +352,7 @@ async def ingest_failure(client, world, company: Company, worker: WorkerProcess)
 def check_body(hit: Hit, raised: Raised, secret: str) -> None:
     assert signed_by(secret, hit), "the signature does not verify with the webhook's secret"
     assert not signed_by(secret + "x", hit)
+    assert not signed_by(secret, hit, later=DEFAULT_TOLERANCE + 60)  # replayed too late
     assert hit.headers["Content-Type"] == "application/json"
     data = json.loads(hit.body)
     assert data["id"] == raised.alarm.id
@@ -366,6 +384,7 @@ async def test_failed_session_raises_one_alarm_and_its_webhook_is_retried_until_
     assert [h.headers["X-Tenantry-Attempt"] for h in receiver.hits] == ["1", "2", "3"]
     for hit in receiver.hits:
         check_body(hit, raised, company.secret)
+    signed_afresh(receiver.hits)
     assert receiver.accepted() == {str(message_id)}
     assert await attempts(message_id) == [(1, False, "500"), (2, False, "500"), (3, True, "200")]
     row = await OutboxMessage.get(id=message_id)
@@ -425,6 +444,7 @@ async def kill_while_delivering(world, gql, client, workers, receiver, use_setti
     assert [h.headers["X-Tenantry-Attempt"] for h in receiver.hits] == ["1", "2"]
     for hit in receiver.hits:
         check_body(hit, raised, company.secret)
+    signed_afresh(receiver.hits)  # the repeat too: same delivery id, a new timestamp
     # Accepted once: one distinct delivery id answered 2xx.
     assert receiver.accepted() == {str(message_id)}
     return receiver.hits

@@ -12,6 +12,7 @@ import hmac
 import json
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -34,6 +35,12 @@ from app.models.billing import (
     OutboxState,
 )
 from app.services import outbox
+from app.services.webhook_signature import (
+    DEFAULT_TOLERANCE,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify_signature,
+)
 
 # Virtual "now"s a little ahead of the clock (enqueue makes messages due at the real now).
 # Far enough ahead that a long suite run never catches up with it (messages are due from
@@ -56,10 +63,16 @@ class Receiver:
     url: str = ""
     statuses: list[int] = field(default_factory=list)  # answers to give, then 200
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)  # the receiver's clock, per request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ids(self) -> list[str]:
         return [h["X-Tenantry-Delivery"] for h, _ in self.requests]
+
+    def verified(self, n: int, secret: str = SECRET) -> bool:
+        """The n-th request checked as a receiver does: against its own clock on arrival."""
+        headers, body = self.requests[n]
+        return verify(headers, body, self.received_at[n], secret)
 
 
 @pytest.fixture
@@ -71,6 +84,7 @@ def receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with state.lock:
                 state.requests.append((dict(self.headers.items()), body))
+                state.received_at.append(time.time())
                 status = state.statuses.pop(0) if state.statuses else 200
             self.send_response(status)
             self.send_header("Content-Length", "0")
@@ -120,9 +134,11 @@ async def hook(receiver: Receiver, key: str, body: dict | None = None) -> int:
     return message_id
 
 
-def verify(headers: dict[str, str], body: bytes, secret: str = SECRET) -> bool:
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(headers["X-Tenantry-Signature"], expected)
+def verify(
+    headers: dict[str, str], body: bytes, now: datetime | float, secret: str = SECRET
+) -> bool:
+    timestamp, signature = headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
+    return verify_signature(secret, timestamp, body, signature, now)
 
 
 async def deliveries(message_id: int) -> list[tuple[int, bool, str]]:
@@ -351,14 +367,59 @@ async def test_webhook_is_signed_and_retried_with_backoff_after_500s(db, receive
     assert (await outbox.deliver_due("w1", now=second + timedelta(seconds=60)))["sent"] == 1
     assert await deliveries(message_id) == [(1, False, "500"), (2, False, "503"), (3, True, "200")]
     assert receiver.ids() == [str(message_id)] * 3
-    for headers, body in receiver.requests:
-        assert verify(headers, body)
+    # Each attempt is signed afresh at its own send time; the delivery id stays the same.
+    sent_at = [T0, second, second + timedelta(seconds=60)]
+    stamps = [h[TIMESTAMP_HEADER] for h, _ in receiver.requests]
+    assert stamps == [str(int(at.timestamp())) for at in sent_at]
+    assert len({h[SIGNATURE_HEADER] for h, _ in receiver.requests}) == 3
+    for (headers, body), at in zip(receiver.requests, sent_at, strict=True):
+        assert verify(headers, body, at)
         assert headers["Content-Type"] == "application/json"
         assert json.loads(body) == {"alarm": 7, "name": "Zürich"}
     assert [h["X-Tenantry-Attempt"] for h, _ in receiver.requests] == ["1", "2", "3"]
-    assert not verify(receiver.requests[0][0], receiver.requests[0][1], "another secret")
+    first_headers, first_body = receiver.requests[0]
+    assert not verify(first_headers, first_body, T0, "another secret")
+    # The first attempt's signature does not carry over to the retry's timestamp.
+    moved = {**first_headers, TIMESTAMP_HEADER: stamps[1]}
+    assert not verify(moved, first_body, second)
     row = await OutboxMessage.get(id=message_id)
     assert row.state is OutboxState.SENT and row.last_error is None
+
+
+async def test_a_webhook_signs_its_timestamp_and_a_replay_later_is_rejected(
+    db, receiver, secrets
+) -> None:
+    """The signed string is `f"{timestamp}.".encode() + body` (computed here by hand, as a
+    receiver in another language would); outside the tolerance a replay fails, and moving
+    the timestamp to look fresh breaks the signature."""
+    await hook(receiver, "w-6", {"alarm": 9})
+    assert (await outbox.deliver_due("w1", now=T0))["sent"] == 1
+    headers, body = receiver.requests[0]
+    stamp = headers[TIMESTAMP_HEADER]
+    assert stamp == str(int(T0.timestamp()))
+    by_hand = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    assert headers[SIGNATURE_HEADER] == "sha256=" + by_hand.hexdigest()
+
+    tolerance = timedelta(seconds=DEFAULT_TOLERANCE)
+    assert DEFAULT_TOLERANCE == 300  # 5 minutes, as the docs recommend
+    assert verify(headers, body, T0 + tolerance)  # late but within the window
+    assert verify(headers, body, (T0 - tolerance).timestamp())  # a receiver's clock behind
+    # Captured and replayed later: the same bytes, too old.
+    assert not verify(headers, body, T0 + tolerance + timedelta(seconds=1))
+    assert not verify(headers, body, T0 - tolerance - timedelta(seconds=1))
+    # The replay with its timestamp moved to "now": the signature no longer matches.
+    later = T0 + timedelta(hours=1)
+    tampered = {**headers, TIMESTAMP_HEADER: str(int(later.timestamp()))}
+    assert not verify(tampered, body, later)
+    # Nor do another body, or timestamps written differently from the signed digits.
+    assert not verify(headers, body.replace(b"9", b"8"), T0)
+    for spelled in (f"0{stamp}", f"+{stamp}", f" {stamp}", f"{stamp}.0", "", "１２３"):
+        assert not verify({**headers, TIMESTAMP_HEADER: spelled}, body, T0), spelled
+    assert not verify({**headers, SIGNATURE_HEADER: "sha256=é"}, body, T0)
+    # A tolerance of the receiver's choosing.
+    assert verify_signature(
+        SECRET, stamp, body, headers[SIGNATURE_HEADER], T0 + timedelta(minutes=9), tolerance=600
+    )
 
 
 async def test_webhook_gives_up_after_the_last_attempt(db, receiver, secrets, monkeypatch) -> None:
@@ -406,8 +467,8 @@ async def test_the_default_secret_signs_webhooks_without_an_endpoint_secret(
     await webhook("w-5", {"x": 1}, secret_ref="")
     await OutboxMessage.filter(dedup_key="w-5").update(recipient=receiver.url)
     assert (await outbox.deliver_due("w1"))["sent"] == 1
-    headers, body = receiver.requests[0]
-    assert verify(headers, body, "platform-secret")
+    assert receiver.verified(0, "platform-secret")
+    assert not receiver.verified(0)
 
 
 async def test_two_workers_at_once_send_each_message_once(db, receiver, secrets) -> None:

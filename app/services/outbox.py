@@ -26,7 +26,11 @@ Channels:
   host, an .eml file under `data_dir()/outbox/`. Attachments are references rendered at
   delivery: `{"invoice_pdf": <invoice id>}`.
 * WEBHOOK: POST of `payload["body"]` as JSON to the recipient URL, with
-  `X-Tenantry-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes>`. The key is the
+  `X-Tenantry-Timestamp: <unix seconds at send time>` and `X-Tenantry-Signature:
+  sha256=<hex HMAC-SHA256 of f"{timestamp}.".encode() + body>` (the timestamp as in its header,
+  a full stop, the exact body bytes). Each attempt is signed afresh with its send time; the
+  delivery id stays. Receivers check with `webhook_signature.verify_signature`, rejecting
+  timestamps outside their tolerance (5 minutes recommended): no replay later. The key is the
   endpoint's own secret, named (never stored here) by `payload["secret_ref"] = "<source>:<key>"`
   and looked up through a function registered with `register_secret_source(source, fn)` (the
   alarms' webhook endpoints register theirs); without a reference, settings.webhook_secret (or
@@ -61,6 +65,7 @@ from app.db import connection_name
 from app.models.billing import OutboxChannel, OutboxDelivery, OutboxMessage, OutboxState
 from app.net_guard import PrivateAddress, check_public
 from app.services.multirow_insert import insert_rows
+from app.services.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from app.settings import data_dir, get_settings
 
 log = logging.getLogger(__name__)
@@ -248,7 +253,7 @@ async def deliver(
     started = time.monotonic()
     ok, status, error = True, "", None
     try:
-        status = await send(message, rendered)
+        status = await send(message, rendered, now)
     except Exception as exc:  # every failure is an attempt that failed, logged below
         ok = False
         status = exc.status if isinstance(exc, DeliveryError) else ""
@@ -285,12 +290,14 @@ async def deliver(
 # --- transports -------------------------------------------------------------------------------
 
 
-async def send(message: OutboxMessage, rendered: Rendered | None = None) -> str:
+async def send(
+    message: OutboxMessage, rendered: Rendered | None = None, now: datetime | None = None
+) -> str:
     """Deliver through the message's channel; the transport's status (raises on failure)."""
     if message.channel is OutboxChannel.EMAIL:
         return await send_email(message, rendered)
     if message.channel is OutboxChannel.WEBHOOK:
-        return await send_webhook(message)
+        return await send_webhook(message, now)
     raise DeliveryError(f"unknown channel {message.channel}")
 
 
@@ -396,10 +403,6 @@ async def webhook_secret(payload: dict[str, Any]) -> str:
     return secret
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # a redirect is an answer that is not 2xx: the attempt failed
@@ -424,16 +427,21 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> str:
     return str(status)
 
 
-async def send_webhook(message: OutboxMessage) -> str:
+async def send_webhook(message: OutboxMessage, now: datetime | None = None) -> str:
+    """POST the message's body, signed with the endpoint's secret and this attempt's send time
+    (`now`, else the clock)."""
     if not message.recipient.lower().startswith(("http://", "https://")):
         raise DeliveryError("a webhook needs an http(s) URL", "bad-url")
     payload = dict(message.payload or {})
     body = json.dumps(payload.get("body", {}), sort_keys=True, separators=(",", ":")).encode()
+    secret = await webhook_secret(payload)
+    timestamp = int((now or utcnow()).timestamp())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Tenantry-Outbox",
         "X-Tenantry-Delivery": str(message.id),
         "X-Tenantry-Attempt": str(message.attempts),
-        "X-Tenantry-Signature": signature(await webhook_secret(payload), body),
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
     }
     return await asyncio.to_thread(_post, message.recipient, body, headers)
