@@ -124,7 +124,11 @@ class MaintenanceWindowType(Node):
 class AlarmWebhookSecretPayload:
     webhook: AlarmWebhookType
     secret: str = strawberry.field(
-        description="The HMAC-SHA256 key of the X-Tenantry-Signature header, shown only now."
+        description=(
+            "The HMAC-SHA256 key of the X-Tenantry-Signature header, shown only now. The header"
+            " signs the X-Tenantry-Timestamp value, a full stop, then the exact body bytes;"
+            " reject timestamps more than 5 minutes from your clock (replays)."
+        )
     )
 
 
