@@ -304,3 +304,18 @@ async def test_many_periods_and_both_kinds_in_the_same_statements(world) -> None
     assert figures(got[W(o["R1"].id, *late)])[I.COMPUTE_HOUR] == (D("23.75"), None)
     assert figures(got[W(o["R1"].id, *late)])[I.TRANSFER_OUT_GB] == (D("3.123457"), None)
     assert got[W(987654, *octo, True)] == []
+
+
+async def test_many_companies_go_in_as_subqueries(world, monkeypatch) -> None:
+    """Past `MAX_LISTED` ids (a reseller with very many companies) the companies and locations
+    are selected by subqueries instead of lists: the same figures, the same statements."""
+    await build(world)
+    o = world.orgs
+    ids = [o[k].id for k in ("A1", "A2", "B1", "P1", "R1", "R2")]
+    listed = await billing_usage.measure(ids, START, END, per_location=True)
+    monkeypatch.setattr(billing_usage, "MAX_LISTED", 1)
+    with count_queries() as queries:
+        selected = await billing_usage.measure(ids, START, END, per_location=True)
+    assert selected == listed
+    assert queries.count == 8, queries
+    assert "IN (SELECT" in queries.matching('FROM "usage_ledger"')[0]

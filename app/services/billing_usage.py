@@ -63,7 +63,7 @@ from app.models.inventory import AgentEdition, BackupAgent
 from app.models.tenancy import Location, Organization, OrgKind
 
 BATCH = 2000  # customers per batch: keeps the statements' parameters well under the limits
-MAX_LISTED = 20_000  # companies passed as a list of ids; more: as a subquery
+MAX_LISTED = 10_000  # ids passed as a list (parameters); more: as a subquery
 LEDGER_PLACES = Decimal("0.000001")
 ZERO = Decimal(0)
 
@@ -190,9 +190,10 @@ async def _ledger(companies: Any, bounds: Sequence[datetime]) -> dict[int, list[
     return out
 
 
-async def _location_names(location_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
-    """location id → (its name, its company's name)."""
-    rows = await Location.filter(id__in=sorted(location_ids)).values("id", "name", "company__name")
+async def _location_names(location_ids: Any) -> dict[int, tuple[str, str]]:
+    """location id → (its name, its company's name), for a set of ids or a subquery."""
+    ids = sorted(location_ids) if isinstance(location_ids, set) else location_ids
+    rows = await Location.filter(id__in=ids).values("id", "name", "company__name")
     return {int(r["id"]): (r["name"], r["company__name"]) for r in rows}
 
 
@@ -230,7 +231,7 @@ async def _measure_batch(wanted: Sequence[Wanted]) -> dict[Wanted, list[Usage]]:
     bounds = sorted({b for w in wanted for b in period_bounds(w.period_start, w.period_end)})
     counts = await _counts(companies) if billed_to else {}
     ledger = await _ledger(companies, bounds) if billed_to else {}
-    located = {
+    located: Any = {
         f[0]
         for figures in (counts, ledger)
         for company_figures in figures.values()
@@ -238,6 +239,8 @@ async def _measure_batch(wanted: Sequence[Wanted]) -> dict[Wanted, list[Usage]]:
         if f[0] is not None
     }
     per_location = any(w.per_location for w in wanted)
+    if len(located) > MAX_LISTED:
+        located = Subquery(Location.filter(company_id__in=companies).values("id"))
     names = await _location_names(located) if per_location and located else {}
 
     result: dict[Wanted, list[Usage]] = {}
