@@ -160,8 +160,10 @@ class InvoiceMutation:
     @strawberry.mutation(
         extensions=guard(INVOICES, Action.UPDATE),
         description="Issues a credit note cancelling the invoice and a new invoice for the "
-        "same period, priced with the customer's current plan on usage measured now (period "
-        "quantities from the ledger again); the original becomes CREDITED.",
+        "same period, priced with the plan that priced the original (its stored snapshot: plan "
+        "edits affect only future invoices; works even if the customer no longer has a plan), "
+        "on period quantities summed from the ledger again and counts measured now; the "
+        "original becomes CREDITED.",
     )
     async def invoice_correct(self, info: Info, id: strawberry.ID) -> InvoiceCorrectPayload:
         note, new = await invoices.correct(actor(info), pk_of(id, "Invoice"))
