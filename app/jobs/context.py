@@ -1,5 +1,5 @@
-"""What a job handler sees of its job: parameters, the persisted checkpoint, progress reports and
-cooperative cancellation at step boundaries.
+"""What a job handler sees of its job: parameters, the persisted checkpoint, progress reports,
+cooperative cancellation at step boundaries and waiting without holding a worker thread.
 
     async def handler(ctx: JobContext) -> dict | None:
         done = ctx.checkpoint.get("done", 0)          # resume where a crashed run stopped
@@ -10,12 +10,25 @@ cooperative cancellation at step boundaries.
         return {"items": n}
 
 Errors a handler raises decide what happens to the job: `TransientError` (and connection
-errors, see `is_transient`) → retried later with backoff; `JobCancelled` → CANCELLED; anything
-else → FAILED with its reason.
+errors, see `is_transient`) → retried later with backoff; `JobCancelled` → CANCELLED;
+`ContinueLater` → the job waits (below); anything else → FAILED with its reason.
+
+Waiting ("continue later"): a handler that has to wait (a VM booting, a pause between steps)
+calls `await ctx.wait(seconds, message)`. Run by the job actor, a wait of INLINE_WAIT_SECONDS
+or more raises `ContinueLater`: the actor parks the job (app.services.jobs.park: still RUNNING,
+held by no worker, due at the end of the wait) and sends it again with that delay, and the
+worker thread takes other messages meanwhile. The next delivery runs the handler from the top
+with `ctx.woken` set: like a resumption, it finds where it was in its checkpoint (its own
+persisted steps), but nothing was interrupted — it is not an attempt. A wake-up can come early
+(a cancel wakes a waiting job at once; the recovery sweep sends an overdue one again), so a
+handler works out from its checkpoint and the clock what is left and may wait again. Shorter
+waits, and waits outside the actor (`can_continue_later` off: a JobContext built by hand),
+sleep in place. Each delivery is limited by the kind's time limit on its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tortoise.exceptions import DBConnectionError
@@ -34,6 +47,20 @@ class JobFailed(Exception):
 
 class JobCancelled(Exception):
     """Raised at a step boundary when a cancel was requested: the job ends CANCELLED."""
+
+
+class ContinueLater(Exception):
+    """Raised by `JobContext.wait`: park the job and deliver it again in `seconds`."""
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        super().__init__(f"continue in {seconds:g} s" + (f": {message}" if message else ""))
+        self.seconds = seconds
+        self.message = message
+
+
+# Waits shorter than this are slept in the worker thread: parking costs a few statements and a
+# broker round trip; holding the thread for the first, short polls of a boot costs less.
+INLINE_WAIT_SECONDS = 0.1
 
 
 class JobLost(Exception):
@@ -71,7 +98,7 @@ def is_transient(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, (JobFailed, JobCancelled, JobLost)):
+        if isinstance(current, (JobFailed, JobCancelled, JobLost, ContinueLater)):
             return False
         if isinstance(current, TRANSIENT_ERRORS):
             return True
@@ -81,9 +108,15 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class JobContext:
-    def __init__(self, job: Job, worker_id: str) -> None:
+    def __init__(
+        self, job: Job, worker_id: str, woken: bool = False, can_continue_later: bool = False
+    ) -> None:
         self.job = job
         self.worker_id = worker_id
+        # This delivery continues a wait (ContinueLater), not a first run or a resumption.
+        self.woken = woken
+        # Set by the job actor, which parks the job when a wait raises ContinueLater.
+        self.can_continue_later = can_continue_later
         # The persisted steps: what earlier runs of this job have already done.
         self.checkpoint: dict[str, Any] = dict(job.checkpoint or {})
         self.current_step = ""
@@ -125,3 +158,11 @@ class JobContext:
         self.current_step = name
         if await jobs.cancel_requested(self.job.id):
             raise JobCancelled(f"cancelled before {name}")
+
+    async def wait(self, seconds: float, message: str = "") -> None:
+        """Wait `seconds`: slept here when short (or outside the actor); otherwise raises
+        ContinueLater, and the handler runs again from its checkpoint once the time is up (see
+        the module's docstring). `message` is the job's progress message meanwhile."""
+        if self.can_continue_later and seconds >= INLINE_WAIT_SECONDS:
+            raise ContinueLater(seconds, message)
+        await asyncio.sleep(max(0.0, seconds))

@@ -3,10 +3,19 @@
 QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED, and RUNNING → QUEUED on a retry.
 Every transition is one conditional UPDATE, so a duplicated message, a second worker or a
 recovery sweep racing a live worker changes nothing: whoever loses the race does nothing.
+
+Waiting (app.jobs.context.ContinueLater): a RUNNING job can be *parked* — held by no worker
+(`worker_id` is WAITING) with `heartbeat_at` set to when it is due, and sent again with that
+delay (`park`). Its state stays RUNNING for the API (the progress message says what it waits
+for; `heartbeatAt` reads as its next wake-up). The next delivery takes it back with `wake`,
+which does not count an attempt. The recovery sweep treats a parked job like a held one whose
+heartbeat is its due time: sent again only once it is STALE_AFTER overdue (its message lost),
+never reclaimed as dead while it sleeps. A cancel request wakes a parked job at once.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +33,11 @@ from app.models import Job, JobState, Organization
 from app.services.actor import Actor
 from app.services.audit import audited
 
+log = logging.getLogger("tenantry.jobs")
+
+# The worker id of a parked job (waiting to continue later, held by no worker): never a real
+# worker's (hostname:pid:thread).
+WAITING = "(waiting)"
 # Seconds without a heartbeat after which a RUNNING job is taken to have lost its worker.
 HEARTBEAT_INTERVAL = 5.0
 STALE_AFTER = timedelta(seconds=30)
@@ -144,7 +158,8 @@ async def create(
 
 async def claim(job_id: int, worker_id: str) -> Job | None:
     """Take the job for this worker: QUEUED, or RUNNING with a stale heartbeat (its worker
-    died). None when somebody else has it or it is finished (a duplicate delivery)."""
+    died). None when somebody else has it, it is finished (a duplicate delivery) or it is
+    parked (see `wake`)."""
     at = now()
     cancelled = await Job.filter(id=job_id, state=JobState.QUEUED, cancel_requested=True).update(
         state=JobState.CANCELLED, finished_at=at
@@ -154,7 +169,10 @@ async def claim(job_id: int, worker_id: str) -> Job | None:
         return None
     taken = await Job.filter(
         Q(id=job_id)
-        & (Q(state=JobState.QUEUED) | Q(state=JobState.RUNNING, heartbeat_at__lt=at - STALE_AFTER))
+        & (
+            Q(state=JobState.QUEUED)
+            | (Q(state=JobState.RUNNING, heartbeat_at__lt=at - STALE_AFTER) & ~Q(worker_id=WAITING))
+        )
     ).update(
         state=JobState.RUNNING,
         worker_id=worker_id,
@@ -166,6 +184,48 @@ async def claim(job_id: int, worker_id: str) -> Job | None:
     await Job.filter(id=job_id, started_at=None).update(started_at=at)
     await _publish(job_id)
     return await Job.get(id=job_id)
+
+
+async def park(job_id: int, worker_id: str, seconds: float, message: str = "") -> bool:
+    """The job waits (its handler raised ContinueLater): still RUNNING, released by this
+    worker, due in `seconds` (`heartbeat_at`), and sent again with that delay. False when the
+    job is no longer this worker's. Should the message not reach the broker, the recovery
+    sweep sends the job once it is overdue."""
+    changes: dict[str, Any] = {
+        "worker_id": WAITING,
+        "heartbeat_at": now() + timedelta(seconds=seconds),
+    }
+    if message:
+        changes["progress_message"] = message[:500]
+    parked = await Job.filter(id=job_id, worker_id=worker_id, state=JobState.RUNNING).update(
+        **changes
+    )
+    if not parked:
+        return False
+    await _publish(job_id)
+    try:
+        await dispatch(job_id, max(1, round(seconds * 1000)))
+    except Exception as exc:
+        log.warning("job %s parked but not sent (the recovery sweep will): %s", job_id, exc)
+    return True
+
+
+async def wake(job_id: int, worker_id: str) -> Job | None:
+    """Take a parked job back for this worker (its wait is over, or a cancel woke it early):
+    attempts unchanged. None when it is not parked (finished, or another delivery has it)."""
+    woken = await Job.filter(id=job_id, state=JobState.RUNNING, worker_id=WAITING).update(
+        worker_id=worker_id, heartbeat_at=now()
+    )
+    return await Job.get(id=job_id) if woken else None
+
+
+async def wake_now(job_id: int) -> bool:
+    """Send a parked job at once (its cancel should not wait for the end of its wait). Call it
+    once the cancel request is committed. False when the job is not parked."""
+    if not await Job.filter(id=job_id, state=JobState.RUNNING, worker_id=WAITING).exists():
+        return False
+    await dispatch(job_id)
+    return True
 
 
 async def heartbeat(job_id: int, worker_id: str) -> bool:
@@ -255,12 +315,15 @@ async def request_cancel(actor: Actor, job: Job) -> Job:
             await Job.filter(id=job.id, state=JobState.RUNNING).update(cancel_requested=True)
         entry.details["state"] = "CANCELLED" if queued else "cancel requested"
     await _publish(job.id)
+    if not queued:
+        await wake_now(job.id)
     return await Job.get(id=job.id)
 
 
 async def recover(at: datetime | None = None) -> list[int]:
-    """Send again the jobs a dead worker left RUNNING (stale heartbeat) and the QUEUED jobs the
-    broker lost (never picked up). Claiming stays conditional, so a live worker keeps its job."""
+    """Send again the jobs a dead worker left RUNNING (stale heartbeat), the parked jobs whose
+    wake-up is overdue by as much (their message was lost) and the QUEUED jobs the broker lost
+    (never picked up). Claiming stays conditional, so a live worker keeps its job."""
     at = at or now()
     stale = await column(
         Job.filter(state=JobState.RUNNING, heartbeat_at__lt=at - STALE_AFTER), "id"

@@ -3,7 +3,9 @@
 A message claims the job (a duplicate or a late redelivery claims nothing and stops), runs the
 kind's handler with a JobContext while a background task keeps the claim alive (heartbeats),
 and finishes the row: SUCCEEDED with the result, CANCELLED at a step boundary, retried later
-with exponential backoff for transient errors, FAILED with the reason for anything else.
+with exponential backoff for transient errors, FAILED with the reason for anything else, or
+parked when the handler waits (ContinueLater: the job is sent again with the wait's delay and
+this thread is free meanwhile; the delivery that takes it back is a wake-up, not an attempt).
 Dramatiq's own retries are off (max_retries=0): retries are the job row's. An error that
 escapes (dramatiq's time limit, a database gone while finishing) dead-letters the message, and
 workers.middleware.Jobs marks the job FAILED.
@@ -20,7 +22,14 @@ import dramatiq
 from dramatiq.broker import Broker
 
 from app.jobs import registry
-from app.jobs.context import JobCancelled, JobContext, JobFailed, JobLost, is_transient
+from app.jobs.context import (
+    ContinueLater,
+    JobCancelled,
+    JobContext,
+    JobFailed,
+    JobLost,
+    is_transient,
+)
 from app.services import jobs
 from app.settings import get_settings
 from workers.broker import QUEUE, current
@@ -66,9 +75,13 @@ async def _heartbeat(job_id: int, worker_id: str) -> None:
 async def execute(job_id: int, worker_id: str | None = None) -> str:
     """Run one delivery of the job. Returns what happened (for logs and tests): "skipped"
     (not claimed: duplicate, finished, someone else's), "succeeded", "failed", "cancelled",
-    "retrying" or "lost"."""
+    "retrying", "waiting" (parked) or "lost"."""
     worker_id = worker_id or current_worker_id()
     job = await jobs.claim(job_id, worker_id)
+    woken = False
+    if job is None:  # not claimable: perhaps parked, and this delivery is its wake-up
+        job = await jobs.wake(job_id, worker_id)
+        woken = job is not None
     if job is None:
         log.info("job %s not claimed by %s (duplicate or finished)", job_id, worker_id)
         return "skipped"
@@ -77,7 +90,7 @@ async def execute(job_id: int, worker_id: str | None = None) -> str:
     except KeyError as exc:
         await jobs.fail(job_id, worker_id, str(exc))
         return "failed"
-    ctx = JobContext(job, worker_id)
+    ctx = JobContext(job, worker_id, woken=woken, can_continue_later=True)
     beats = asyncio.create_task(_heartbeat(job_id, worker_id))
     try:
         return await _run(ctx, kind)
@@ -103,6 +116,9 @@ async def _run(ctx: JobContext, kind: registry.JobKind) -> str:
     except JobCancelled:
         await jobs.cancelled(job_id, worker_id)
         return "cancelled"
+    except ContinueLater as wait:
+        parked = await jobs.park(job_id, worker_id, wait.seconds, wait.message)
+        return "waiting" if parked else "lost"
     except JobLost as exc:
         log.warning("%s", exc)
         return "lost"
