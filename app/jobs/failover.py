@@ -1,12 +1,13 @@
 """`failover.run`: execute a failover session (app/services/failover_executor.py), resumable at
-any point: the steps and their outcomes are the checkpoint."""
+any point: the steps and their outcomes are the checkpoint. Waiting for a VM to boot or for a
+delay between VMs parks the job (ContinueLater) instead of holding a worker thread."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from app.authz.matrix import Functionality
-from app.jobs.context import JobCancelled, JobContext, JobLost, is_transient
+from app.jobs.context import ContinueLater, JobCancelled, JobContext, JobLost, is_transient
 from app.jobs.registry import JobKind, register
 from app.models.failover import FailoverSessionState
 from app.services import failover_executor, failover_progress
@@ -16,7 +17,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     session_id = int(ctx.params["session_id"])
     try:
         return await failover_executor.execute(session_id, ctx)
-    except (JobCancelled, JobLost):
+    except (JobCancelled, JobLost, ContinueLater):
         raise
     except Exception as exc:
         if is_transient(exc) and ctx.attempt < ctx.job.max_attempts:
@@ -34,7 +35,7 @@ RUN = register(
         label="Failover plan run",
         functionality=Functionality.FAILOVER_PLANS,
         handler=run,
-        # Plans wait for boots and delays; the steps, not the clock, say where a run is.
+        # Of one delivery: a plan's waits (boots, delays) park the job between deliveries.
         time_limit_seconds=6 * 3600,
         max_attempts=10,
     )

@@ -6,7 +6,15 @@ call; the driver gets the step's idempotency key; the outcome (DONE or FAILED, o
 line, the session's counters, the replica's state) is written in one transaction. A step found
 RUNNING when a run resumes is issued again with the same key: the driver answers with the
 first result, so a worker killed at any point never powers a VM on twice. A RUNNING step is
-always finished before a cancellation is honoured.
+always finished before a cancellation is honoured, except a wait: a cancel ends a health wait
+(the step SKIPPED) or a delay (cut short) at its next wake-up.
+
+Waiting does not hold a worker thread: a VM booting or a delay between VMs parks the job
+(`JobContext.wait` → ContinueLater; the job stays RUNNING, the session too) and the job is
+delivered again when the next health check or the end of the delay is due. That delivery
+(`ctx.woken`) reloads the session and goes on with the step that was waiting; a delivery after
+a lost worker (a new attempt) notes the resumption in the session log and issues the RUNNING
+step again with its key.
 
 Failure policy: STOP skips everything after a failed step; CONTINUE skips the rest of that
 VM's steps and goes on (a step not tied to a VM, such as a script or the network appliance,
@@ -49,7 +57,7 @@ async def _note_resumption(
     """A run picked up again after its worker died says so in the session log: which attempt,
     and which step is re-issued with the same idempotency key."""
     started = [s for s in steps if s.state is not StepState.PENDING]
-    if not started:
+    if not started or (ctx is not None and ctx.woken):  # a wait continued, not a resumption
         return
     running = next((s for s in steps if s.state is StepState.RUNNING), None)
     attempt = f" (attempt {ctx.attempt})" if ctx is not None else ""

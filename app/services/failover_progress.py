@@ -177,7 +177,7 @@ async def commit_step(
                 await usage_ledger.record_failover_compute(run.session, step.replica_id, at)
         await FailoverLogEntry.create(
             session_id=run.session.id,
-            level="INFO" if state is StepState.DONE else "ERROR",
+            level={StepState.DONE: "INFO", StepState.SKIPPED: "WARN"}.get(state, "ERROR"),
             step_seq=step.seq,
             message=message[:1000],
         )

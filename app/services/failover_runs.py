@@ -330,6 +330,8 @@ async def cancel(actor: Actor, session_id: int) -> FailoverSession:
             raise Conflict(f"the session is already {session.state.value}")
         entry.details["outcome"] = await _stop(actor, session, f"by {p.email}")
     await _publish(session)
+    if entry.details["outcome"] == "requested":  # a run waiting for a boot hears it now
+        await jobs.wake_now(session.job_id)  # type: ignore[attr-defined]
     return await FailoverSession.get(id=session.id)
 
 

@@ -3,12 +3,20 @@ with the step's idempotency key, the health polling, the delays, the restore poi
 public IP mapping), and the order, failure policy and cancellation checks `Run.execute` applies
 over a session's persisted steps. The whole job, resumption included, is failover_executor;
 what a step writes is failover_progress.
+
+Waiting (WAIT_HEALTHY, DELAY) goes through `JobContext.wait`: a wait of half a second or more
+parks the job (ContinueLater) with the step left RUNNING, and the next delivery (`ctx.woken`)
+picks the same step up where the clock says it is — the step's `started_at` is the checkpoint,
+and it is neither marked again nor counted as another attempt. A health wait polls with a
+pause as long as the VM has booted so far (10 ms doubling, at most POLL_MAX_SECONDS); a delay
+sleeps at most CANCEL_CHECK_SECONDS at a time. Both look for a cancel request at every wake-up:
+a cancelled health wait ends SKIPPED ("cancel requested while … was booting") and the session
+CANCELLED; a cancelled delay ends DONE, cut short, and the run stops before its next step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -43,6 +51,8 @@ if TYPE_CHECKING:
 # Seconds a VM may take from power-on to healthy before its WAIT_HEALTHY step fails.
 HEALTH_TIMEOUT_SECONDS = 600.0
 POLL_FIRST_SECONDS, POLL_MAX_SECONDS = 0.01, 1.0
+# A delay (and a run outside the job actor) looks for a cancel request this often.
+CANCEL_CHECK_SECONDS = 5.0
 # An unavailable hypervisor is asked again (same key) this many times, then the step fails.
 UNAVAILABLE_TRIES = 5
 UNAVAILABLE_BACKOFF_SECONDS = 0.2
@@ -67,6 +77,10 @@ def select_point(points: list[str], choice: PointChoice, at: datetime | None = N
 
 class StepFailed(Exception):
     """The step failed for a reason meant for the session log."""
+
+
+class StepCancelled(Exception):
+    """A cancel request ended the step's wait: the step is SKIPPED, the run stops."""
 
 
 async def _call(make: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -102,6 +116,10 @@ class Run:
         self.power_on = {s.replica_id: s for s in steps if s.kind is StepKind.POWER_ON}
         self.finished = sum(1 for s in steps if s.state in FINAL)
         self.percent = -1
+        # Woken after a wait: the step left RUNNING is the one that waited, and goes on as it
+        # is (a RUNNING step found otherwise was cut by a lost worker and is issued again).
+        woken = ctx is not None and ctx.woken
+        self.continuing = {s.id for s in steps if woken and s.state is StepState.RUNNING}
 
     def name(self, step: FailoverStep) -> str:
         replica = self.replicas.get(step.replica_id or 0)
@@ -153,8 +171,12 @@ class Run:
                         message=f"cancel requested: stopping before step {step.seq}",
                     )
                     continue
-            # PENDING, or RUNNING from a run that died: always finished (same key).
-            if not await self.do(step, step.replica_id not in failed_vms):
+            # PENDING, RUNNING from a run that died (always finished, same key), or RUNNING
+            # from a wait this delivery continues.
+            outcome = await self.do(step, step.replica_id not in failed_vms)
+            if outcome is StepState.SKIPPED:  # its wait was cancelled
+                cancelling = True
+            elif outcome is StepState.FAILED:
                 if step.replica_id is not None:
                     failed_vms.add(step.replica_id)
                 stopped = stopped or self.stops(step)
@@ -164,8 +186,8 @@ class Run:
             return S.FAILED
         return S.SUCCEEDED
 
-    async def do(self, step: FailoverStep, first_failure: bool) -> bool:
-        if step.kind in MARKED:
+    async def do(self, step: FailoverStep, first_failure: bool) -> StepState:
+        if step.kind in MARKED and step.id not in self.continuing:
             started = step.started_at or now()
             await FailoverStep.filter(id=step.id).update(
                 state=StepState.RUNNING, attempts=F("attempts") + 1, started_at=started
@@ -181,6 +203,8 @@ class Run:
             state = StepState.DONE
         except (HypervisorFailed, StepFailed) as exc:
             output, message, state = {}, str(exc), StepState.FAILED
+        except StepCancelled as exc:
+            output, message, state = {"cut": True}, str(exc), StepState.SKIPPED
         await commit_step(self, step, state, output, message, first_failure)
         self.finished += 1
         await publish(self.session.id, step=step.seq, stepState=state.value)
@@ -188,7 +212,7 @@ class Run:
         if self.ctx is not None and percent != self.percent:
             self.percent = percent
             await self.ctx.progress(percent, message[:200])
-        return state is StepState.DONE
+        return state
 
     async def perform(self, step: FailoverStep) -> tuple[dict[str, Any], str]:
         key, kind = step.idempotency_key, step.kind
@@ -234,34 +258,50 @@ class Run:
         how = "latest" if at is None else f"closest before {at.isoformat()}"
         return {"restorePoint": point}, f"{replica.name}: restore point {point} ({how})"
 
+    async def cancel_asked(self) -> bool:
+        from app.services import jobs
+
+        return self.ctx is not None and await jobs.cancel_requested(self.ctx.id)
+
+    async def pause(self, seconds: float, message: str) -> None:
+        """Sleep here, or park the job (ContinueLater) and go on in a later delivery."""
+        if self.ctx is None:
+            await asyncio.sleep(seconds)
+        else:
+            await self.ctx.wait(seconds, message)
+
     async def wait_healthy(self, step: FailoverStep) -> tuple[dict[str, Any], str]:
         started = step.started_at or now()
-        deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS - (now() - started).total_seconds()
-        pause = POLL_FIRST_SECONDS
         while True:
             health = await self.driver.health(self.ref(step))
+            elapsed = (now() - started).total_seconds()
             if health is Health.HEALTHY:
-                seconds = round((now() - started).total_seconds(), 3)
+                seconds = round(elapsed, 3)
                 return {"seconds": seconds}, f"{self.name(step)}: healthy after {seconds} s"
             if health is Health.FAILED:
                 raise StepFailed(f"{self.name(step)}: the VM reports failed health")
-            if time.monotonic() >= deadline:
+            if elapsed >= HEALTH_TIMEOUT_SECONDS:
                 raise StepFailed(
                     f"{self.name(step)}: not healthy within {HEALTH_TIMEOUT_SECONDS:g} s"
                 )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, POLL_MAX_SECONDS)
+            if await self.cancel_asked():
+                raise StepCancelled(
+                    f"{self.name(step)}: cancel requested while it was booting"
+                    f" ({elapsed:.1f} s); the wait for its health stops here"
+                )
+            pause = min(max(elapsed, POLL_FIRST_SECONDS), POLL_MAX_SECONDS)
+            pause = min(pause, HEALTH_TIMEOUT_SECONDS - elapsed)
+            await self.pause(pause, f"{self.name(step)}: booting for {elapsed:.0f} s")
 
     async def delay(self, step: FailoverStep) -> tuple[dict[str, Any], str]:
-        from app.services import jobs
-
         seconds = self.delays.get(step.replica_id or 0, 0)
         started = step.started_at or now()
-        job_id = self.ctx.id if self.ctx is not None else None
         while (left := seconds - (now() - started).total_seconds()) > 0:
-            await asyncio.sleep(min(left, 1.0))
-            if job_id is not None and await jobs.cancel_requested(job_id):
+            if await self.cancel_asked():
                 return {"seconds": seconds, "cut": True}, "delay cut short: cancel requested"
+            await self.pause(
+                min(left, CANCEL_CHECK_SECONDS), f"waiting {seconds} s after {self.name(step)}"
+            )
         return {"seconds": seconds}, f"waited {seconds} s after {self.name(step)}"
 
     async def public_ip_mapping(self) -> dict[str, str]:
