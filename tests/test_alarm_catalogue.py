@@ -51,6 +51,7 @@ from app.models import (
     JobState,
     LicensedProduct,
     LicenseUsage,
+    ReplicaState,
     RestoreState,
     RuleKind,
     ServerKind,
@@ -398,23 +399,32 @@ async def _repository(c: Ctx, i: int) -> list[Expect]:
 
 
 async def _plans(c: Ctx, i: int, measure: str) -> list[Expect]:
+    """Usage comes from the replicas: disks always, CPU and memory only while powered on."""
     plan = await HardwarePlan.create(name=f"plan-{measure}{i}", cpu_mhz=1000, memory_mb=2000)
     await HardwarePlanDatastore.create(plan=plan, datastore="ds1", quota_gb=60)
     await HardwarePlanDatastore.create(plan=plan, datastore="ds2", quota_gb=40)
-    usage = {  # (cpu MHz, memory MB, storage GB) of three subscriptions
-        "hot": (900, 1960, 100),  # 90 % CPU, 98 % memory, 100 % storage
-        "cold": (100, 200, 10),
+    on, off, back = ReplicaState.FAILOVER, ReplicaState.READY, ReplicaState.FAILBACK
+    replicas = {  # (state, cpu MHz, memory MB, storage GB) of each subscription's replicas
+        # 90 % CPU, 98 % memory, 100 % storage (the powered-off replica's disks count).
+        "hot": ((on, 600, 1200, 30), (on, 300, 760, 30), (off, 4000, 8000, 40)),
+        # Far above the plan's CPU and memory, but powered off: only 79 % storage.
+        "cold": ((off, 5000, 9000, 50), (back, 5000, 9000, 29)),
     }
     out: list[Expect] = []
-    for tag, (cpu, mem, gb) in usage.items():
+    for tag, vms in replicas.items():
         account = await c.account(i, f"hw-{measure}-{tag}", "P1")
-        sub = await HardwarePlanSubscription.create(
-            tenant_account=account,
-            plan=plan,
-            cpu_used_mhz=cpu,
-            memory_used_mb=mem,
-            storage_used_gb=gb,
-        )
+        sub = await HardwarePlanSubscription.create(tenant_account=account, plan=plan)
+        for n, (state, cpu, mem, gb) in enumerate(vms):
+            await VmReplica.create(
+                tenant_account=account,
+                subscription=sub,
+                name=f"vm{n}",
+                source_vm=f"vm{n}",
+                state=state,
+                cpu_mhz=cpu,
+                memory_mb=mem,
+                storage_gb=gb,
+            )
         if tag == "hot":
             level = W if measure == "cpu" else E
             out.append(("HardwarePlanSubscription", sub.id, level, c.org("P1"), None, None))

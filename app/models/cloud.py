@@ -224,9 +224,8 @@ class HardwarePlanSubscription(Model):
     plan: fields.ForeignKeyRelation[HardwarePlan] = fields.ForeignKeyField(
         "models.HardwarePlan", related_name="subscriptions", on_delete=fields.RESTRICT
     )
-    cpu_used_mhz = fields.IntField(default=0)
-    memory_used_mb = fields.IntField(default=0)
-    storage_used_gb = fields.BigIntField(default=0)
+    # What the subscription uses is not stored: app.services.plan_usage derives it from the
+    # replicas bound to it (their disks, and the CPU and memory of those powered on).
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -300,12 +299,19 @@ class VmReplica(Model):
     state = fields.CharEnumField(ReplicaState, max_length=16, default=ReplicaState.READY)
     # ISO timestamps of the restore points, oldest first.
     restore_points: fields.Field[list] = fields.JSONField(default=list)  # type: ignore[assignment]
+    # The replicated VM's resources, in the hardware plan's units: its vCPUs at the host's
+    # clock (MHz) and memory count against the plan while it is powered on, its disks always.
+    cpu_mhz = fields.IntField(default=0)
+    memory_mb = fields.IntField(default=0)
+    storage_gb = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "vm_replicas"
         unique_together = (("tenant_account", "name"),)
         ordering = ["id"]
+        # The usage of a page of subscriptions is one grouped read of their replicas.
+        indexes = (("subscription_id", "state"),)
 
 
 class RemoteConnectionKind(StrEnum):

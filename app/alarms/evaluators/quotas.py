@@ -3,9 +3,9 @@ quotas, the provider's repositories, and hardware plan subscriptions.
 
 Every evaluator selects, in SQL, the rows at or above the warning percentage
 (`used * 100 >= limit * warning`, integers, no division) and computes the exact percentage and
-level of those rows. Hardware plan usage is the figure stored on the subscription
-(`cpu_used_mhz`, `memory_used_mb`, `storage_used_gb`, as reported by the cloud host) against
-the plan's CPU, memory and the sum of its datastores' quotas.
+level of those rows. Hardware plan usage is derived from the subscriptions' VM replicas in the
+same statement (app.services.plan_usage: CPU and memory of the replicas powered on, disks of
+all), against the plan's CPU, memory and the sum of its datastores' quotas.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from tortoise.expressions import F, RawSQL
-from tortoise.functions import Sum
 
 from app.alarms.evaluators.base import (
     ABOVE,
@@ -29,10 +28,10 @@ from app.alarms.evaluators.base import (
 from app.models import (
     BackupResource,
     CloudRepository,
-    HardwarePlanDatastore,
     HardwarePlanSubscription,
     Subtenant,
 )
+from app.services import plan_usage
 
 
 def _at_least(check: Check, table: str, used: str, limit: str) -> RawSQL:
@@ -158,60 +157,55 @@ def _subscription(r: dict[str, Any], level: Any, said: str) -> Condition:
     )
 
 
-async def _plan_usage(
-    check: Check, used: str, capacity: str, what: str, unit: str
-) -> list[Condition]:
+SUB = "hardware_plan_subscriptions"
+# The plan's storage: the sum of its datastores' quotas, per subscription row.
+PLAN_STORAGE = (
+    'COALESCE((SELECT SUM("d"."quota_gb") FROM "hardware_plan_datastores" AS "d" '
+    f'WHERE "d"."plan_id" = "{SUB}"."plan_id"), 0)'
+)
+PLAN_LIMIT = {
+    "cpu": f'(SELECT "p"."cpu_mhz" FROM "hardware_plans" AS "p" WHERE "p"."id" = "{SUB}"."plan_id")',
+    "memory": (
+        f'(SELECT "p"."memory_mb" FROM "hardware_plans" AS "p" WHERE "p"."id" = "{SUB}"."plan_id")'
+    ),
+    "storage": PLAN_STORAGE,
+}
+
+
+async def _plan_usage(check: Check, measure: str, what: str, unit: str) -> list[Condition]:
+    """One statement: the subscriptions in scope whose usage of `measure` (derived from their
+    replicas) is at or above the warning percentage of a positive plan limit."""
     if check.empty_scope:
         return []
+    used, limit = plan_usage.used_sql(measure, SUB), PLAN_LIMIT[measure]
+    warning = int(check.thresholds["warning"])
+    over = RawSQL(
+        f"CASE WHEN {limit} > 0 AND {used} * 100 >= {limit} * {warning} THEN 1 ELSE 0 END"
+    )
     rows = await check.narrow(
-        HardwarePlanSubscription.filter(**{f"plan__{capacity}__gt": 0})
-        .annotate(used_x100=F(used) * 100)
-        .filter(used_x100__gte=F(f"plan__{capacity}") * check.thresholds["warning"]),
+        HardwarePlanSubscription.annotate(
+            over=over, used_now=RawSQL(used), cap=RawSQL(limit)
+        ).filter(over=1),
         "tenant_account__company_id",
-    ).values(*SUBSCRIPTION_FIELDS, used, f"plan__{capacity}")
+    ).values(*SUBSCRIPTION_FIELDS, "used_now", "cap")
     out = []
     for r in rows:
-        level, said = _usage(check, r[used], r[f"plan__{capacity}"], what, unit)
+        level, said = _usage(check, int(r["used_now"]), int(r["cap"]), what, unit)
         if level is not None:
             out.append(_subscription(r, level, said))
     return out
 
 
 async def plan_cpu(check: Check) -> list[Condition]:
-    return await _plan_usage(check, "cpu_used_mhz", "cpu_mhz", "CPU", "MHz")
+    return await _plan_usage(check, "cpu", "CPU", "MHz")
 
 
 async def plan_memory(check: Check) -> list[Condition]:
-    return await _plan_usage(check, "memory_used_mb", "memory_mb", "memory", "MB")
+    return await _plan_usage(check, "memory", "memory", "MB")
 
 
 async def plan_storage(check: Check) -> list[Condition]:
-    """Two statements: the plans' storage (sum of their datastores' quotas), then the
-    subscriptions using some storage, compared here."""
-    if check.empty_scope:
-        return []
-    totals = {
-        r["plan_id"]: r["total"]
-        for r in await HardwarePlanDatastore.all()
-        .group_by("plan_id")
-        .annotate(total=Sum("quota_gb"))
-        .values("plan_id", "total")
-        if r["total"]
-    }
-    if not totals:
-        return []
-    rows = await check.narrow(
-        HardwarePlanSubscription.filter(storage_used_gb__gt=0, plan_id__in=list(totals)),
-        "tenant_account__company_id",
-    ).values(*SUBSCRIPTION_FIELDS, "storage_used_gb")
-    out = []
-    for r in rows:
-        level, said = _usage(
-            check, r["storage_used_gb"], int(totals[r["plan_id"]]), "storage", "GB"
-        )
-        if level is not None:
-            out.append(_subscription(r, level, said))
-    return out
+    return await _plan_usage(check, "storage", "storage", "GB")
 
 
 DEFINITIONS = [
@@ -261,7 +255,8 @@ DEFINITIONS = [
         "hardware_plan_cpu",
         "Hardware plan CPU usage",
         "A company's hardware plan subscription uses more than the warning or error percentage"
-        " of the plan's CPU (MHz, as reported on the subscription).",
+        " of the plan's CPU (MHz of its VM replicas powered on: failed over or booted by a running"
+        " test).",
         K.THRESHOLD,
         S.WARNING,
         "usage",
@@ -275,7 +270,8 @@ DEFINITIONS = [
         "hardware_plan_memory",
         "Hardware plan memory usage",
         "A company's hardware plan subscription uses more than the warning or error percentage"
-        " of the plan's memory (MB, as reported on the subscription).",
+        " of the plan's memory (MB of its VM replicas powered on: failed over or booted by a"
+        " running test).",
         K.THRESHOLD,
         S.WARNING,
         "usage",
@@ -289,7 +285,7 @@ DEFINITIONS = [
         "hardware_plan_storage",
         "Hardware plan storage usage",
         "A company's hardware plan subscription uses more than the warning or error percentage"
-        " of the storage of the plan's datastores (GB, as reported on the subscription).",
+        " of the storage of the plan's datastores (GB of all its VM replicas' disks).",
         K.THRESHOLD,
         S.WARNING,
         "usage",

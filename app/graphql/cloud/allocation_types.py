@@ -10,6 +10,7 @@ import strawberry
 from app.authz.capabilities import REPLICAS, TENANT_ACCOUNTS
 from app.authz.matrix import Action
 from app.authz.principal import Target
+from app.graphql.cloud.plan_usage_loader import plan_usage
 from app.graphql.common import Node, viewer_allows, viewer_can
 from app.graphql.context import Context
 from app.graphql.ids import to_global_id
@@ -21,6 +22,7 @@ from app.models.cloud import (
     VlanAllocation,
     VmReplica,
 )
+from app.services.plan_usage import PlanUsage
 
 Info = strawberry.Info[Context, Any]
 
@@ -53,8 +55,14 @@ class VlanAllocationType:
         )
 
 
-@strawberry.type(name="HardwarePlanSubscription")
+@strawberry.type(
+    name="HardwarePlanSubscription",
+    description="A tenant account's hardware plan: the plan's limits and what the tenant's VM "
+    "replicas bound to it use (storage: all of them; CPU and memory: those powered on, failed "
+    "over or booted by a running test). Usage is computed from the replicas when read.",
+)
 class HardwarePlanSubscriptionType(Node):
+    _pk: strawberry.Private[int]
     id: strawberry.ID
     tenant_account_id: strawberry.ID
     plan_id: strawberry.ID
@@ -62,17 +70,41 @@ class HardwarePlanSubscriptionType(Node):
     cpu_limit_mhz: int
     memory_limit_mb: int
     storage_limit_gb: int = strawberry.field(description="Sum of the plan's datastore quotas.")
-    cpu_used_mhz: int
-    memory_used_mb: int
-    storage_used_gb: int
     vlans: list[VlanAllocationType]
     created_at: datetime
+
+    async def _usage(self, info: Info) -> PlanUsage:
+        return await plan_usage(info).load(self._pk)
+
+    @strawberry.field(description="CPU (MHz) of the subscription's replicas powered on.")
+    async def cpu_used_mhz(self, info: Info) -> int:
+        return (await self._usage(info)).cpu_mhz
+
+    @strawberry.field(description="Memory (MB) of the subscription's replicas powered on.")
+    async def memory_used_mb(self, info: Info) -> int:
+        return (await self._usage(info)).memory_mb
+
+    @strawberry.field(
+        description="Disks (GB) of all the subscription's replicas, counted against the plan's "
+        "total storage (storageLimitGb), whatever datastore holds them."
+    )
+    async def storage_used_gb(self, info: Info) -> int:
+        return (await self._usage(info)).storage_gb
+
+    @strawberry.field(description="VM replicas bound to the subscription.")
+    async def replica_count(self, info: Info) -> int:
+        return (await self._usage(info)).replicas
+
+    @strawberry.field(description="Of those, the replicas powered on at the cloud host.")
+    async def replicas_powered_on(self, info: Info) -> int:
+        return (await self._usage(info)).powered_on
 
     @classmethod
     def from_row(cls, row: HardwarePlanSubscription) -> HardwarePlanSubscriptionType:
         """`row` comes with plan, plan__datastores and vlans__vlan_range prefetched."""
         plan = row.plan
         return cls(
+            _pk=row.id,
             id=_gid("HardwarePlanSubscription", row.id),
             tenant_account_id=_gid("TenantAccount", row.tenant_account_id),  # type: ignore[attr-defined]
             plan_id=_gid("HardwarePlan", plan.id),
@@ -80,9 +112,6 @@ class HardwarePlanSubscriptionType(Node):
             cpu_limit_mhz=plan.cpu_mhz,
             memory_limit_mb=plan.memory_mb,
             storage_limit_gb=sum(d.quota_gb for d in plan.datastores),  # type: ignore[attr-defined]
-            cpu_used_mhz=row.cpu_used_mhz,
-            memory_used_mb=row.memory_used_mb,
-            storage_used_gb=row.storage_used_gb,
             vlans=[VlanAllocationType.from_row(v) for v in row.vlans],  # type: ignore[attr-defined]
             created_at=row.created_at,
         )
@@ -129,6 +158,17 @@ class VmReplicaType(Node):
     tenant_account_id: strawberry.ID
     subscription_id: strawberry.ID | None
     restore_points: list[datetime] = strawberry.field(description="Oldest first.")
+    cpu_mhz: int = strawberry.field(
+        description="The replicated VM's CPU (vCPUs at the host's clock, MHz): counts against "
+        "its hardware plan while the replica is powered on."
+    )
+    memory_mb: int = strawberry.field(
+        description="The replicated VM's memory (MB): counts against its hardware plan while "
+        "the replica is powered on."
+    )
+    storage_gb: int = strawberry.field(
+        description="The replica's disks (GB): count against its hardware plan's storage."
+    )
     created_at: datetime
 
     @classmethod
@@ -144,6 +184,9 @@ class VmReplicaType(Node):
             tenant_account_id=_gid("TenantAccount", row.tenant_account_id),  # type: ignore[attr-defined]
             subscription_id=_gid("HardwarePlanSubscription", sub) if sub else None,
             restore_points=[datetime.fromisoformat(p) for p in row.restore_points],
+            cpu_mhz=row.cpu_mhz,
+            memory_mb=row.memory_mb,
+            storage_gb=row.storage_gb,
             created_at=row.created_at,
         )
 

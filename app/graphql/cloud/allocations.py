@@ -79,6 +79,23 @@ class VmReplicaRegisterInput:
     kind: ReplicaKindEnum = ReplicaKind.SNAPSHOT  # type: ignore[valid-type]
     subscription_id: strawberry.ID | None = None
     restore_points: list[datetime] = strawberry.field(default_factory=list)
+    cpu_mhz: int = strawberry.field(
+        default=0, description="The VM's CPU: its vCPUs at the host's clock, MHz."
+    )
+    memory_mb: int = strawberry.field(default=0, description="The VM's memory, MB.")
+    storage_gb: int = strawberry.field(
+        default=0,
+        description="The replica's disks, GB: must fit in what is left of the subscription's "
+        "storage (CONFLICT otherwise).",
+    )
+
+
+@strawberry.input(description="New resources of a replicated VM; omitted ones are unchanged.")
+class VmReplicaResizeInput:
+    id: strawberry.ID
+    cpu_mhz: int | None = None
+    memory_mb: int | None = None
+    storage_gb: int | None = None
 
 
 @strawberry.input
@@ -230,6 +247,20 @@ class AllocationMutation:
             if input.subscription_id
             else None,
             input.restore_points,
+            replicas.Sizes(input.cpu_mhz, input.memory_mb, input.storage_gb),
+        )
+        return VmReplicaType.from_row(row)
+
+    @strawberry.mutation(
+        extensions=guard(REPLICAS, Action.UPDATE),
+        description="Sets the replicated VM's CPU, memory and disk sizes (after the VM was "
+        "reconfigured); larger disks must fit in the subscription's storage (CONFLICT).",
+    )
+    async def vm_replica_resize(self, info: Info, input: VmReplicaResizeInput) -> VmReplicaType:
+        row = await replicas.resize(
+            actor(info),
+            pk_of(input.id, "VmReplica", "input.id"),
+            replicas.Sizes(input.cpu_mhz, input.memory_mb, input.storage_gb),
         )
         return VmReplicaType.from_row(row)
 
