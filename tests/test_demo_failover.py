@@ -8,8 +8,9 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 from app.demo import COMPANIES, seed_demo
-from app.models import Job, JobState, Organization, OrgKind
-from app.models.cloud import ReplicaKind, ReplicaState, VmReplica
+from app.graphql.ids import to_global_id
+from app.models import Job, JobState, Organization, OrgKind, ResellerHardwarePlan
+from app.models.cloud import HardwarePlanSubscription, ReplicaKind, ReplicaState, VmReplica
 from app.models.failover import (
     FailoverLogEntry,
     FailoverPlan,
@@ -23,12 +24,17 @@ from app.models.failover import (
     StepState,
 )
 from app.services.failover_readiness import readiness_many
+from app.services.plan_usage import PlanUsage, usage_of
 from app.simulator.demo_failover import (
+    DATASTORE_GB,
     DEMO_SITES,
+    HARDWARE_PLAN,
+    PLAN_CPU_MHZ,
     PLAN_NAME,
     TESTED_COMPANY,
     restore_points,
     seed_demo_failover,
+    vm_size,
 )
 from tests.querycount import count_queries
 
@@ -191,3 +197,43 @@ async def test_demo_owners_read_their_plan_and_the_test_through_graphql(db, gql,
     ] == list(DEMO_SITES["Globex"])
     body = await gql(SESSIONS, token=token)
     assert body["data"]["failoverSessions"] == {"totalCount": 0, "edges": []}
+
+
+async def test_demo_subscriptions_show_what_their_replicas_use(db, gql, settings):
+    await seed_demo()
+    subs = await HardwarePlanSubscription.all().select_related("tenant_account__company", "plan")
+    by_company = {s.tenant_account.company.name: s for s in subs}
+    assert sorted(by_company) == sorted(DEMO_SITES)
+    usage = await usage_of([s.id for s in subs])
+    for company, site in DEMO_SITES.items():
+        sub = by_company[company]
+        assert sub.plan.name == HARDWARE_PLAN
+        replicas = await VmReplica.filter(tenant_account_id=sub.tenant_account.id)
+        assert {r.subscription_id for r in replicas} == {sub.id}  # type: ignore[attr-defined]
+        disks = sum(vm_size(name)["storage_gb"] for name, _ in site)
+        assert disks > 0
+        # Every replica is READY (the test released them): disks only, no CPU or memory.
+        assert usage[sub.id] == PlanUsage(storage_gb=disks, replicas=len(site))
+    # Initech's file server puts its subscription above the storage alarm's 80 %.
+    initech = usage[by_company["Initech"].id].storage_gb
+    assert 80 <= 100 * initech / DATASTORE_GB < 95
+    assert all(u.storage_gb <= DATASTORE_GB for u in usage.values())
+
+    # Its owner reads the figures; the reseller's grant let the company subscribe.
+    token = await _token(gql, "owner@initech.demo", settings.demo_password)
+    body = await gql(
+        "query($id: ID!) { hardwarePlanSubscriptions(tenantAccountId: $id) {"
+        " planName storageUsedGb storageLimitGb cpuUsedMhz cpuLimitMhz } }",
+        {"id": to_global_id("TenantAccount", by_company["Initech"].tenant_account.id)},
+        token=token,
+    )
+    assert body["data"]["hardwarePlanSubscriptions"] == [
+        {
+            "planName": HARDWARE_PLAN,
+            "storageUsedGb": initech,
+            "storageLimitGb": DATASTORE_GB,
+            "cpuUsedMhz": 0,
+            "cpuLimitMhz": PLAN_CPU_MHZ,
+        }
+    ]
+    assert await ResellerHardwarePlan.filter(plan__name=HARDWARE_PLAN).count() == 2

@@ -3,6 +3,11 @@ demo cloud repository (restore points every 4 hours over the last 2 days) and on
 failover plan of them; for one company a finished test of its plan, so the sessions, their
 steps and their log can be explored at once.
 
+The replicas are bound to the tenant account's subscription of the demo hardware plan ("DR
+Standard", granted to the company's reseller where there is one) and carry their VM's size by
+role, so the subscriptions show storage used at once (Initech's file server puts it above the
+storage alarm's warning level) and CPU and memory used while a failover has VMs up.
+
 The plans are built through the failover plans service, and the test is really run (the runs
 service, then the executor, in this process) on the hypervisor simulator with a short boot
 time, whatever driver the settings name: demo replicas never reach a real hypervisor. The
@@ -20,8 +25,14 @@ from datetime import UTC, datetime, timedelta
 from app.integrations import hypervisor
 from app.integrations.simulated_hypervisor import SimulatedHypervisor
 from app.jobs.context import JobContext
-from app.models import Organization, OrgKind, TenantAccount
-from app.models.cloud import ReplicaKind, VmReplica
+from app.models import Organization, OrgKind, ResellerHardwarePlan, TenantAccount
+from app.models.cloud import (
+    HardwarePlan,
+    HardwarePlanDatastore,
+    HardwarePlanSubscription,
+    ReplicaKind,
+    VmReplica,
+)
 from app.models.failover import FailoverPlan, FailoverSession, FailurePolicy, PlanType, SessionKind
 from app.services import failover_executor, failover_plan_vms, failover_plans, failover_runs, jobs
 from app.services.actor import Actor
@@ -52,6 +63,21 @@ DEMO_SITES: dict[str, tuple[tuple[str, int], ...]] = {
     "Stark Industries": (("dc01", 30), ("sql01", 20), ("sql02", 10), ("app01", 5), ("web01", 0)),
 }
 TESTED_COMPANY = "Acme Corp"
+# The demo hardware plan: 40 GHz, 64 GB of memory, 2.5 TB on one datastore (no networks: the
+# demo has no VLAN ranges to give them).
+HARDWARE_PLAN = "DR Standard"
+PLAN_CPU_MHZ, PLAN_MEMORY_MB = 40_000, 65_536
+DATASTORE, DATASTORE_GB = "replica-ds01", 2_500
+# A replicated VM's resources by its role (its name without the number): vCPUs, memory MB,
+# disks GB; a vCPU counts at the host's clock.
+HOST_MHZ = 2_400
+VM_SIZES: dict[str, tuple[int, int, int]] = {
+    "dc": (2, 4_096, 80),
+    "sql": (4, 16_384, 500),
+    "app": (4, 8_192, 120),
+    "web": (2, 4_096, 60),
+    "file": (2, 4_096, 1_500),
+}
 POINT_EVERY = timedelta(hours=4)
 POINT_SPAN = timedelta(days=2)
 # The simulator's boot time for the demo test (the settings' default too).
@@ -66,7 +92,32 @@ def restore_points(end: datetime) -> list[str]:
     return [(last - POINT_EVERY * i).isoformat() for i in reversed(range(count))]
 
 
-async def _replicas(account: TenantAccount, names: list[str], points: list[str]) -> list[int]:
+def vm_size(name: str) -> dict[str, int]:
+    """The replica columns of a demo VM's size ("sql01": a database server's)."""
+    vcpus, memory_mb, storage_gb = VM_SIZES[name.rstrip("0123456789")]
+    return {"cpu_mhz": vcpus * HOST_MHZ, "memory_mb": memory_mb, "storage_gb": storage_gb}
+
+
+async def _subscription(company: Organization, account: TenantAccount) -> int:
+    """The account's subscription of the demo hardware plan (the plan, its datastore and the
+    reseller's grant made when missing)."""
+    plan, created = await HardwarePlan.get_or_create(
+        name=HARDWARE_PLAN, defaults={"cpu_mhz": PLAN_CPU_MHZ, "memory_mb": PLAN_MEMORY_MB}
+    )
+    if created:
+        await HardwarePlanDatastore.create(plan=plan, datastore=DATASTORE, quota_gb=DATASTORE_GB)
+    parent = await Organization.get_or_none(id=company.parent_id)  # type: ignore[attr-defined]
+    if parent is not None and parent.kind == OrgKind.RESELLER:
+        await ResellerHardwarePlan.get_or_create(reseller_id=parent.id, plan_id=plan.id)
+    sub, _ = await HardwarePlanSubscription.get_or_create(
+        tenant_account_id=account.id, plan_id=plan.id
+    )
+    return sub.id
+
+
+async def _replicas(
+    account: TenantAccount, names: list[str], points: list[str], subscription_id: int
+) -> list[int]:
     """The account's replicas of these names (the missing ones created), in the given order."""
     have = dict(
         await VmReplica.filter(tenant_account_id=account.id, name__in=names).values_list(
@@ -82,6 +133,8 @@ async def _replicas(account: TenantAccount, names: list[str], points: list[str])
                 source_vm=f"{name}.{slug}.local",
                 kind=ReplicaKind.SNAPSHOT,
                 restore_points=points,
+                subscription_id=subscription_id,
+                **vm_size(name),
             )
             for name in names
             if name not in have
@@ -157,7 +210,8 @@ async def seed_demo_failover(end: datetime | None = None) -> int:
         if account is None:  # no demo fleet for this company
             continue
         site = DEMO_SITES[company.name]
-        ids = await _replicas(account, [name for name, _ in site], points)
+        subscription_id = await _subscription(company, account)
+        ids = await _replicas(account, [name for name, _ in site], points, subscription_id)
         plan = await failover_plans.create(
             actor,
             company.id,
