@@ -24,6 +24,10 @@ this process (the Redis broker of `workers.broker.setup`):
    2 s); the production defaults (stale after 30 s, Redis heartbeat timeout 15 s, sweep every
    15 s) put the same path at about 30–45 s. Full: 3 rounds, quick: 1. Each VM must have been
    powered on once (the simulator's `power_on_count`), or the benchmark fails.
+4. **Booting plans at once** (`failover_boots.py`): 40 plans of 3 VMs (quick: 16 of 2) with a
+   3 s boot time, started concurrently on `--processes 2 --threads 4`: total against the ideal
+   (one plan alone: VMs × boot time) and how many plans were booting before the first one
+   finished.
 
     .venv/bin/python -m tests.bench.failover [--quick] [--keep] [--out PATH]
 """
@@ -61,10 +65,15 @@ class Size:
     kill_vms: int = 30
     kill_boot_seconds: float = 0.2
     kill_rounds: int = 3
+    boot_plans: int = 40
+    boot_vms: int = 3
+    boot_seconds: float = 3.0
 
 
 FULL = Size()
-QUICK = Size(big_vms=200, plans=10, vms_per_plan=10, kill_vms=20, kill_rounds=1)
+QUICK = Size(
+    big_vms=200, plans=10, vms_per_plan=10, kill_vms=20, kill_rounds=1, boot_plans=16, boot_vms=2
+)
 
 
 def service_env(url: str, boot_seconds: float) -> dict[str, str]:
@@ -369,6 +378,12 @@ async def measure(size: Size, keep: bool) -> dict[str, Any]:
             results["many_plans"] = await many_plans(site, url, size)
             print(f"· killed worker to resumed progress, {size.kill_rounds} round(s)", flush=True)
             results["kill"] = await kill_and_resume(site, url, size)
+            from tests.bench.failover_boots import booting_plans
+
+            print(f"· {size.boot_plans} plans booting at once", flush=True)
+            results["booting_plans"] = await booting_plans(
+                site, url, size.boot_plans, size.boot_vms, size.boot_seconds
+            )
         if keep:
             print(f"kept {url}")
     return results
@@ -413,6 +428,10 @@ def report(r: dict[str, Any], quick: bool) -> None:
         print(f"  round {i + 1}: {rd['vms_up_at_kill']} VMs up at the kill; new worker ready "
               f"{rd['kill_to_worker_ready_ms']} ms, job reclaimed {rd['kill_to_reclaimed_ms']} ms, "
               f"next step done {rd['kill_to_progress_ms']} ms after the kill")  # fmt: skip
+    from tests.bench import failover_boots
+
+    print()
+    failover_boots.report(r["booting_plans"], fmt)
 
 
 def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int:
