@@ -4,6 +4,7 @@ an undo, the read for every principal, and a page of subscriptions at a constant
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from app.models.cloud import (
     HardwarePlan,
     HardwarePlanDatastore,
     HardwarePlanSubscription,
+    ReplicaKind,
     ReplicaState,
     TenantAccount,
     VmReplica,
@@ -23,6 +25,7 @@ from app.models.cloud import (
 from app.models.failover import FailoverSession, FailoverSessionState, FailurePolicy, SessionKind
 from app.services import failover_runs, replicas
 from app.services.plan_usage import NONE, PlanUsage, usage_of
+from tests.conftest import ON_POSTGRES
 from tests.permission_cases import Subject, outcome
 from tests.querycount import count_queries
 from tests.test_allocations import (
@@ -303,3 +306,30 @@ async def test_usage_and_resize_follow_the_matrix(subject: Subject, use_settings
         want = expected_outcome(p, REPLICAS, Action.UPDATE, org)
         assert outcome(body, "vmReplicaResize") == want, (company, body)
         assert (await VmReplica.get(id=replica.id)).storage_gb == (30 if want is None else 25)
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="row locks and concurrent transactions need PostgreSQL")
+async def test_concurrent_registrations_never_exceed_the_plans_storage(world) -> None:
+    account = await make_account(world, "A1")
+    sub = await subscription(account)  # 150 GB
+    actor = await actor_of(world, ADMIN)
+
+    async def register(i: int) -> str:
+        try:
+            await replicas.register(
+                actor,
+                account.id,
+                f"vm{i}",
+                f"vm{i}",
+                ReplicaKind.SNAPSHOT,
+                sub.id,
+                [],
+                replicas.Sizes(storage_gb=20),
+            )
+            return "ok"
+        except Exception as exc:
+            return type(exc).__name__
+
+    results = await asyncio.gather(*[register(i) for i in range(10)])
+    assert results.count("ok") == 7 and set(results) == {"ok", "Conflict"}, results
+    assert (await usage_of([sub.id]))[sub.id].storage_gb == 140

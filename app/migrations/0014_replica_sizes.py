@@ -35,17 +35,17 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='VmReplica',
             name='cpu_mhz',
-            field=fields.IntField(default=0),
+            field=fields.IntField(default=0, db_default=0),
         ),
         ops.AddField(
             model_name='VmReplica',
             name='memory_mb',
-            field=fields.IntField(default=0),
+            field=fields.IntField(default=0, db_default=0),
         ),
         ops.AddField(
             model_name='VmReplica',
             name='storage_gb',
-            field=fields.BigIntField(default=0),
+            field=fields.BigIntField(default=0, db_default=0),
         ),
         ops.AddIndex(
             model_name='VmReplica',

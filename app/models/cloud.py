@@ -301,9 +301,10 @@ class VmReplica(Model):
     restore_points: fields.Field[list] = fields.JSONField(default=list)  # type: ignore[assignment]
     # The replicated VM's resources, in the hardware plan's units: its vCPUs at the host's
     # clock (MHz) and memory count against the plan while it is powered on, its disks always.
-    cpu_mhz = fields.IntField(default=0)
-    memory_mb = fields.IntField(default=0)
-    storage_gb = fields.BigIntField(default=0)
+    # A database default too: the replicas registered before sizes existed start at 0.
+    cpu_mhz = fields.IntField(default=0, db_default=0)
+    memory_mb = fields.IntField(default=0, db_default=0)
+    storage_gb = fields.BigIntField(default=0, db_default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
