@@ -76,7 +76,10 @@ class JobType(Node):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    heartbeat_at: datetime | None
+    heartbeat_at: datetime | None = strawberry.field(
+        description="The last sign of life of the worker running the job; while a running job "
+        "waits (a planned pause), the time it is due to resume."
+    )
 
     @classmethod
     def from_row(cls, row: Job) -> JobType:
