@@ -1,6 +1,11 @@
-"""Migration 0014 on a database holding subscriptions and replicas: the rows stay, the
-typed-in usage columns go, the replicas start at size 0, and the subscription keeps its
-one-per-(tenant account, plan) unique index (the SQLite table rebuild used to drop it)."""
+"""Migrations applied to a database that already holds rows (an upgrade, not a fresh
+install): a column a migration adds to a non-empty table needs a database default, and a
+column it drops must not cost the table its indexes.
+
+- 0013 on cloud gateways: the probe columns are added, the error text empty.
+- 0014 on subscriptions and replicas: the rows stay, the typed-in usage columns go, the
+  replicas start at size 0, and the subscription keeps its one-per-(tenant account, plan)
+  unique index (the SQLite table rebuild used to drop it)."""
 
 from __future__ import annotations
 
@@ -28,6 +33,30 @@ def migrate(url: str, *target: str) -> None:
 
 def columns(con: sqlite3.Connection, table: str) -> set[str]:
     return {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
+
+
+def test_0013_adds_the_probe_columns_to_existing_gateways(tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite3"
+    url = f"sqlite://{path}"
+    migrate(url, "models", "0012_alarms")
+    con = sqlite3.connect(path)
+    try:
+        con.execute(
+            "INSERT INTO cloud_gateways (id, name, address, port, enabled, redirector_capacity,"
+            " created_at) VALUES (1, 'gw1', 'gw1.example', 6180, 1, 10,"
+            " '2026-01-01 00:00:00+00:00')"
+        )
+        con.commit()
+    finally:
+        con.close()
+    migrate(url, "models", "0013_gateway_probes")
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute(
+            "SELECT id, reachable, last_probe_error, probe_latency_ms FROM cloud_gateways"
+        ).fetchall() == [(1, None, "", None)]
+    finally:
+        con.close()
 
 
 def test_0014_keeps_the_rows_and_the_unique_subscription(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='CloudGateway',
             name='last_probe_error',
-            field=fields.CharField(default='', max_length=300),
+            field=fields.CharField(default='', db_default='', max_length=300),
         ),
         ops.AddField(
             model_name='CloudGateway',

@@ -52,7 +52,7 @@ class CloudGateway(Model):
     # address or port, or enabling a disabled gateway, clears it).
     reachable = fields.BooleanField(null=True)
     last_probe_at = fields.DatetimeField(null=True)
-    last_probe_error = fields.CharField(max_length=300, default="")
+    last_probe_error = fields.CharField(max_length=300, default="", db_default="")
     last_reachable_at = fields.DatetimeField(null=True)
     probe_latency_ms = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
