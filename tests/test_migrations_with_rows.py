@@ -5,15 +5,24 @@ column it drops must not cost the table its indexes.
 - 0013 on cloud gateways: the probe columns are added, the error text empty.
 - 0014 on subscriptions and replicas: the rows stay, the typed-in usage columns go, the
   replicas start at size 0, and the subscription keeps its one-per-(tenant account, plan)
-  unique index (the SQLite table rebuild used to drop it)."""
+  unique index (the SQLite table rebuild used to drop it).
+- 0015 on sessions and restore points, on SQLite and (when the tests run on PostgreSQL) on a
+  PostgreSQL database of its own: the rows stay, with no report time (NULL)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.conftest import ON_POSTGRES, PG_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,28 +44,31 @@ def columns(con: sqlite3.Connection, table: str) -> set[str]:
     return {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
 
 
+def sqlite_run(path: Path, *statements: str) -> list[list[tuple]]:
+    """Runs the statements on the SQLite file and commits; returns each one's rows."""
+    con = sqlite3.connect(path)
+    try:
+        out = [con.execute(sql).fetchall() for sql in statements]
+        con.commit()
+        return out
+    finally:
+        con.close()
+
+
 def test_0013_adds_the_probe_columns_to_existing_gateways(tmp_path: Path) -> None:
     path = tmp_path / "g.sqlite3"
     url = f"sqlite://{path}"
     migrate(url, "models", "0012_alarms")
-    con = sqlite3.connect(path)
-    try:
-        con.execute(
-            "INSERT INTO cloud_gateways (id, name, address, port, enabled, redirector_capacity,"
-            " created_at) VALUES (1, 'gw1', 'gw1.example', 6180, 1, 10,"
-            " '2026-01-01 00:00:00+00:00')"
-        )
-        con.commit()
-    finally:
-        con.close()
+    sqlite_run(
+        path,
+        "INSERT INTO cloud_gateways (id, name, address, port, enabled, redirector_capacity,"
+        " created_at) VALUES (1, 'gw1', 'gw1.example', 6180, 1, 10,"
+        " '2026-01-01 00:00:00+00:00')",
+    )
     migrate(url, "models", "0013_gateway_probes")
-    con = sqlite3.connect(path)
-    try:
-        assert con.execute(
-            "SELECT id, reachable, last_probe_error, probe_latency_ms FROM cloud_gateways"
-        ).fetchall() == [(1, None, "", None)]
-    finally:
-        con.close()
+    assert sqlite_run(
+        path, "SELECT id, reachable, last_probe_error, probe_latency_ms FROM cloud_gateways"
+    ) == [[(1, None, "", None)]]
 
 
 def test_0014_keeps_the_rows_and_the_unique_subscription(tmp_path: Path) -> None:
@@ -103,3 +115,58 @@ def test_0014_keeps_the_rows_and_the_unique_subscription(tmp_path: Path) -> None
             raise AssertionError("a second subscription of the same account and plan was stored")
     finally:
         con.close()
+
+
+# Rows as 0014 left them (the foreign keys are not checked: the rows only need their columns).
+ROWS_0014 = (
+    "INSERT INTO backup_job_sessions (id, job_id, uid, company_id, location_id, computer_id,"
+    " subtenant_id, functionality, result, started_at, ended_at, processed_bytes,"
+    " transferred_bytes, warnings, messages) VALUES (11, 4, 's-1', 2, 3, NULL, NULL, 'x',"
+    " 'FAILED', '2026-01-01 00:00:00+00:00', '2026-01-01 01:00:00+00:00', 20, 10, 0, '[]')",
+    "INSERT INTO restore_points (id, computer_id, job_id, uid, company_id, created_at,"
+    " size_bytes, target_kind) VALUES (12, 5, 4, 'rp-1', 2, '2026-01-01 00:00:00+00:00', 300,"
+    " 'LOCAL')",
+)
+READ_0015 = (
+    "SELECT id, result, processed_bytes, reported_at FROM backup_job_sessions",
+    "SELECT id, size_bytes, reported_at FROM restore_points",
+)
+EXPECTED_0015 = [[(11, "FAILED", 20, None)], [(12, 300, None)]]
+
+
+def test_0015_adds_the_report_times_to_existing_sessions_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    url = f"sqlite://{path}"
+    migrate(url, "models", "0014_replica_sizes")
+    sqlite_run(path, *ROWS_0014)
+    migrate(url, "models", "0015_session_report_times")
+    assert sqlite_run(path, *READ_0015) == EXPECTED_0015
+
+
+def _pg_url(database: str) -> str:
+    parts = urlsplit(PG_URL)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def _pg(database: str, *statements: str) -> list[list[tuple]]:
+    import asyncpg
+
+    con = await asyncpg.connect(_pg_url(database))
+    try:
+        return [[tuple(r) for r in await con.fetch(sql)] for sql in statements]
+    finally:
+        await con.close()
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the PostgreSQL pass (TENANTRY_TEST_DATABASE_URL)")
+def test_0015_adds_the_report_times_to_existing_sessions_on_postgres() -> None:
+    database = f"tenantry_mig_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg("postgres", f'CREATE DATABASE "{database}"'))
+    try:
+        migrate(_pg_url(database), "models", "0014_replica_sizes")
+        # replica: the session does not check foreign keys (postgres is a superuser here).
+        asyncio.run(_pg(database, "SET session_replication_role = replica", *ROWS_0014))
+        migrate(_pg_url(database), "models", "0015_session_report_times")
+        assert asyncio.run(_pg(database, *READ_0015)) == EXPECTED_0015
+    finally:
+        asyncio.run(_pg("postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))

@@ -125,6 +125,9 @@ class BackupJobSession(Model):
     transferred_bytes = fields.BigIntField(default=0)
     warnings = fields.IntField(default=0)
     messages: fields.Field[list] = fields.JSONField(default=list)  # type: ignore[assignment]
+    # The reportedAt of the batch that last wrote (or confirmed) this session: an older batch
+    # delivered late does not turn back a newer correction. NULL: rows from before 0015.
+    reported_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "backup_job_sessions"
@@ -145,6 +148,8 @@ class RestorePoint(Model):
     created_at = fields.DatetimeField()
     size_bytes = fields.BigIntField(default=0)
     target_kind = fields.CharEnumField(TargetKind, max_length=8, default=TargetKind.LOCAL)
+    # As a session's: the batch that last wrote (or confirmed) the point. NULL: before 0015.
+    reported_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "restore_points"
