@@ -49,7 +49,13 @@ Answers:
 
 Idempotent: the same batch sent twice changes nothing the second time. A report older than the
 last one does not turn back a job's settings, its last run, a heartbeat or a Veeam ONE record;
-a session reported running after it was reported finished stays finished.
+a session reported running after it was reported finished stays finished. Order by
+`reportedAt`: a session or a restore point keeps the `reportedAt` of the batch that last wrote
+it, and a batch older than that (a retry, a replay delivered late) leaves it, the daily
+rollups and the job's last run as they are, so a correction (FAILED, then WARNING once the
+server re-checked the session) stands; a batch with the same `reportedAt` is applied (the last
+one delivered wins). Sessions and restore points stored before the server reported times
+(before migration 0015) take the next report whatever its time, then follow the rule.
 """
 
 from __future__ import annotations

@@ -8,8 +8,11 @@ optionally the repository and the Subtenant (by the Subtenant user's e-mail); an
 backing up to a Subtenant binds its computer to that Subtenant.
 
 Sessions carry their job's company, location, computer, Subtenant and functionality. A report
-of a running session never undoes a finished one. The job's last run (time, result, run
-state) follows the newest session written by the batch.
+of a running session never undoes a finished one. A session and a restore point keep the
+`reportedAt` of the batch that last wrote them: a batch older than that changes nothing (a
+correction, FAILED then WARNING, is not turned back by the FAILED batch delivered again
+later); a newer batch that reports the same values only moves that time forward. The job's
+last run (time, result, run state) follows the newest session written by the batch.
 """
 
 from __future__ import annotations
@@ -272,6 +275,17 @@ async def _stored(
     return {(row[parent], row["uid"]): row for row in rows}
 
 
+def _stale(run: Run, row: Row) -> bool:
+    """The batch is older than the one that last wrote the row (a row without a report time,
+    stored before 0015, takes any report)."""
+    return row["reported_at"] is not None and run.batch.reported_at < row["reported_at"]
+
+
+def _confirms(run: Run, row: Row) -> bool:
+    """A newer batch reports the row as it is: only its report time moves."""
+    return row["reported_at"] is None or run.batch.reported_at > row["reported_at"]
+
+
 async def _update_rows(
     table: str, fields: tuple[str, ...], changed: list[tuple[int, dict[str, Any]]]
 ) -> None:
@@ -323,18 +337,21 @@ async def sessions(run: Run) -> None:
     if not kept:
         return
     job_ids = {run.jobs[r["job"]]["id"] for _, r in kept}
-    existing = await _stored(BackupJobSession, "job_id", job_ids, kept, SESSION_FIELDS)
+    existing = await _stored(
+        BackupJobSession, "job_id", job_ids, kept, (*SESSION_FIELDS, "reported_at")
+    )
     deltas = rollup_counts.RollupDeltas()
     new: list[BackupJobSession] = []
     updates: list[tuple[int, dict[str, Any]]] = []
     newest: dict[int, Row] = {}
+    reported_at = run.batch.reported_at
     for _, r in kept:
         job = run.jobs[r["job"]]
         values = {
             "location_id": job["location_id"], "computer_id": job["computer_id"],
             "subtenant_id": job["target_subtenant_id"],
             "functionality": JOB_FUNCTIONALITY[str(job["kind"])].value,
-            **{f: r[f] for f in SESSION_FIELDS[4:]},
+            **{f: r[f] for f in SESSION_FIELDS[4:]}, "reported_at": reported_at,
         }  # fmt: skip
         row = existing.get((job["id"], r["uid"]))
         if row is None:
@@ -344,22 +361,26 @@ async def sessions(run: Run) -> None:
                 )
             )
             deltas.add(_contribution(run, values))
+        elif _stale(run, row):
+            continue  # older than the report that wrote the session: a newer word stands
         elif (
             r["result"] is SessionResult.NONE
             and SessionResult(row["result"]) is not SessionResult.NONE
         ):
             continue  # a late "running" report of a finished session
-        elif _differs(row, values):
+        elif _differs(row, {f: values[f] for f in SESSION_FIELDS}):
             updates.append((row["id"], values))
             deltas.change(_contribution(run, row), _contribution(run, values))
         else:
+            if _confirms(run, row):  # the same values, written with the newer report time
+                updates.append((row["id"], values))
             continue
         best = newest.get(job["id"])
         if best is None or values["started_at"] >= best["started_at"]:
             newest[job["id"]] = values
     if new:
         await BackupJobSession.bulk_create(new)
-    await _update_rows("backup_job_sessions", SESSION_FIELDS, updates)
+    await _update_rows("backup_job_sessions", (*SESSION_FIELDS, "reported_at"), updates)
     await rollup_counts.apply(deltas)
     await _last_runs(run, newest)
 
@@ -401,7 +422,9 @@ async def restore_points(run: Run) -> None:
     if not kept:
         return
     computer_ids = {run.computers[r["computer"]]["id"] for _, r in kept}
-    existing = await _stored(RestorePoint, "computer_id", computer_ids, kept, POINT_FIELDS)
+    existing = await _stored(
+        RestorePoint, "computer_id", computer_ids, kept, (*POINT_FIELDS, "reported_at")
+    )
     new: list[RestorePoint] = []
     updates: list[tuple[int, dict[str, Any]]] = []
     added: dict[int, int] = {}
@@ -410,6 +433,7 @@ async def restore_points(run: Run) -> None:
         values = {
             "job_id": run.jobs[r["job"]]["id"] if r["job"] else None,
             "created_at": r["created_at"], "size_bytes": r["size_bytes"], "target_kind": r["target_kind"],
+            "reported_at": run.batch.reported_at,
         }  # fmt: skip
         row = existing.get((computer["id"], r["uid"]))
         if row is None:
@@ -419,7 +443,9 @@ async def restore_points(run: Run) -> None:
                 )
             )
             added[computer["id"]] = added.get(computer["id"], 0) + 1
-        elif _differs(row, values):
+        elif _stale(run, row):
+            continue  # older than the report that wrote the point: a newer word stands
+        elif _confirms(run, row) or _differs(row, {f: values[f] for f in POINT_FIELDS}):
             updates.append((row["id"], values))
         latest = computer["last_restore_point_at"]
         if latest is None or r["created_at"] > latest:
@@ -427,7 +453,7 @@ async def restore_points(run: Run) -> None:
             added.setdefault(computer["id"], 0)
     if new:
         await RestorePoint.bulk_create(new)
-    await _update_rows("restore_points", POINT_FIELDS, updates)
+    await _update_rows("restore_points", (*POINT_FIELDS, "reported_at"), updates)
     by_id = {c["id"]: c for c in run.computers.values()}
     await execute_many(
         "UPDATE managed_computers SET restore_point_count = restore_point_count + ?,"

@@ -14,7 +14,9 @@ session `uid` per job, restore point `uid` per computer, Veeam ONE record `uid` 
   (`app.db.serialize`), so two batches of one company never interleave (no duplicate rows, no
   rollup counted twice) while different companies ingest in parallel.
 * Idempotent: a row is written only when the report changes it; heartbeats, job runs and Veeam
-  ONE records never go back in time; a running session never undoes a finished one; the daily
+  ONE records never go back in time; jobs, sessions and restore points keep the `reportedAt`
+  of the batch that last wrote them and an older batch does not change them
+  (`app.services.ingest_jobs`); a running session never undoes a finished one; the daily
   rollups move by the difference (`app.services.rollup_counts`).
 * Constant query count: one SELECT per list by natural keys, one bulk INSERT, one `executemany`
   UPDATE, whatever the number of records (and, when the batch reports computers new to the
