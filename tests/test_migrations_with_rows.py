@@ -7,7 +7,9 @@ column it drops must not cost the table its indexes.
   replicas start at size 0, and the subscription keeps its one-per-(tenant account, plan)
   unique index (the SQLite table rebuild used to drop it).
 - 0015 on sessions and restore points, on SQLite and (when the tests run on PostgreSQL) on a
-  PostgreSQL database of its own: the rows stay, with no report time (NULL)."""
+  PostgreSQL database of its own: the rows stay, with no report time (NULL).
+- 0016 on managed computers, backup agents and backup servers, the same way: the rows stay,
+  with no report time (NULL)."""
 
 from __future__ import annotations
 
@@ -168,5 +170,51 @@ def test_0015_adds_the_report_times_to_existing_sessions_on_postgres() -> None:
         asyncio.run(_pg(database, "SET session_replication_role = replica", *ROWS_0014))
         migrate(_pg_url(database), "models", "0015_session_report_times")
         assert asyncio.run(_pg(database, *READ_0015)) == EXPECTED_0015
+    finally:
+        asyncio.run(_pg("postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+# Inventory rows as 0015 left them (the foreign keys are not checked, as above).
+ROWS_0015 = (
+    "INSERT INTO managed_computers (id, company_id, location_id, uid, hostname, os_family,"
+    " os_name, ip_addresses, agent_status, last_heartbeat_at, subtenant_id,"
+    " last_restore_point_at, restore_point_count, discovered_by_id, created_at, updated_at)"
+    " VALUES (21, 2, 3, 'pc-1', 'sql01', 'WINDOWS', 'Windows Server 2022', '[\"10.0.0.1\"]',"
+    " 'HEALTHY', '2026-01-01 00:00:00+00:00', NULL, NULL, 0, NULL,"
+    " '2026-01-01 00:00:00+00:00', '2026-01-01 00:00:00+00:00')",
+    "INSERT INTO backup_agents (id, computer_id, platform, edition, version, policy, status,"
+    " updated_at) VALUES (22, 21, 'WINDOWS', 'SERVER', '6.1', 'daily', 'HEALTHY',"
+    " '2026-01-01 00:00:00+00:00')",
+    "INSERT INTO backup_servers (id, company_id, location_id, uid, kind, name, version, status,"
+    " last_heartbeat_at, created_at, updated_at) VALUES (23, 2, 3, 'srv-1',"
+    " 'BACKUP_AND_REPLICATION', 'vbr01', '12.3', 'UNKNOWN', NULL, '2026-01-01 00:00:00+00:00',"
+    " '2026-01-01 00:00:00+00:00')",
+)
+READ_0016 = (
+    "SELECT id, hostname, reported_at FROM managed_computers",
+    "SELECT id, computer_id, version, reported_at FROM backup_agents",
+    "SELECT id, name, version, reported_at FROM backup_servers",
+)
+EXPECTED_0016 = [[(21, "sql01", None)], [(22, 21, "6.1", None)], [(23, "vbr01", "12.3", None)]]
+
+
+def test_0016_adds_the_report_times_to_existing_inventory_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "i.sqlite3"
+    url = f"sqlite://{path}"
+    migrate(url, "models", "0015_session_report_times")
+    sqlite_run(path, *ROWS_0015)
+    migrate(url, "models", "0016_inventory_report_times")
+    assert sqlite_run(path, *READ_0016) == EXPECTED_0016
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the PostgreSQL pass (TENANTRY_TEST_DATABASE_URL)")
+def test_0016_adds_the_report_times_to_existing_inventory_on_postgres() -> None:
+    database = f"tenantry_mig_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg("postgres", f'CREATE DATABASE "{database}"'))
+    try:
+        migrate(_pg_url(database), "models", "0015_session_report_times")
+        asyncio.run(_pg(database, "SET session_replication_role = replica", *ROWS_0015))
+        migrate(_pg_url(database), "models", "0016_inventory_report_times")
+        assert asyncio.run(_pg(database, *READ_0016)) == EXPECTED_0016
     finally:
         asyncio.run(_pg("postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))

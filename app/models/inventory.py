@@ -61,6 +61,10 @@ class ManagedComputer(Model):
     restore_point_count = fields.IntField(default=0)
     # Found by a discovery rule rather than reported by an agent.
     discovered_by_id = fields.IntField(null=True)
+    # The reportedAt of the batch that last wrote (or confirmed) the computer's hostname, OS
+    # and addresses: an older batch delivered late does not turn them back. NULL: rows from
+    # before 0016 and computers a discovery registered (claimed by the next report).
+    reported_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -95,6 +99,8 @@ class BackupAgent(Model):
     # The backup policy assigned to the agent (by name; policies live on the backup server).
     policy = fields.CharField(max_length=200, default="")
     status = fields.CharEnumField(AgentStatus, max_length=16, default=AgentStatus.UNKNOWN)
+    # As a computer's: the batch that last wrote (or confirmed) the agent. NULL: before 0016.
+    reported_at = fields.DatetimeField(null=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
@@ -125,6 +131,9 @@ class BackupServer(Model):
     version = fields.CharField(max_length=50, default="")
     status = fields.CharEnumField(AgentStatus, max_length=16, default=AgentStatus.UNKNOWN)
     last_heartbeat_at = fields.DatetimeField(null=True)
+    # As a computer's: the batch that last wrote (or confirmed) the name and version (the
+    # heartbeat has its own time). NULL: before 0016.
+    reported_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
