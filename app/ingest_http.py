@@ -50,12 +50,16 @@ Answers:
 Idempotent: the same batch sent twice changes nothing the second time. A report older than the
 last one does not turn back a job's settings, its last run, a heartbeat or a Veeam ONE record;
 a session reported running after it was reported finished stays finished. Order by
-`reportedAt`: a session or a restore point keeps the `reportedAt` of the batch that last wrote
-it, and a batch older than that (a retry, a replay delivered late) leaves it, the daily
-rollups and the job's last run as they are, so a correction (FAILED, then WARNING once the
-server re-checked the session) stands; a batch with the same `reportedAt` is applied (the last
-one delivered wins). Sessions and restore points stored before the server reported times
-(before migration 0015) take the next report whatever its time, then follow the rule.
+`reportedAt`: a computer (hostname, OS, addresses), a backup server (name, version), an agent
+(version, policy, status…), a job, a session and a restore point keep the `reportedAt` of the
+batch that last wrote them, and a batch older than that (a retry, a replay delivered late)
+leaves them, the daily rollups and the job's last run as they are, so a rename or a correction
+(FAILED, then WARNING once the server re-checked the session) stands; a batch with the same
+`reportedAt` is applied (the last one delivered wins); a newer batch with the same values only
+moves that time. Rows stored before the server reported times (sessions and restore points
+before migration 0015, computers, servers and agents before 0016) and computers a discovery
+registered (claimed by the report) take the next report whatever its time, then follow the
+rule. Heartbeats have their own time (`at`): the newest wins, whatever the batch's.
 """
 
 from __future__ import annotations

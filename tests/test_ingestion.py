@@ -483,6 +483,7 @@ async def test_older_reports_do_not_turn_back_time(client, gql, world: World):
     assert resp.json()["rejected"] == []
     assert (await BackupJob.get(uid="job-3")).schedule == "0 22 * * *"
     pc1 = await ManagedComputer.get(uid="pc-1")
+    assert pc1.hostname == "pc1"  # the rename came in the older report
     assert pc1.last_heartbeat_at is not None and pc1.last_heartbeat_at.day == 5
     assert pc1.last_restore_point_at is not None and pc1.last_restore_point_at.day == 5
     # Restore points are facts, not state: the old ones are added all the same.

@@ -14,10 +14,11 @@ session `uid` per job, restore point `uid` per computer, Veeam ONE record `uid` 
   (`app.db.serialize`), so two batches of one company never interleave (no duplicate rows, no
   rollup counted twice) while different companies ingest in parallel.
 * Idempotent: a row is written only when the report changes it; heartbeats, job runs and Veeam
-  ONE records never go back in time; jobs, sessions and restore points keep the `reportedAt`
-  of the batch that last wrote them and an older batch does not change them
-  (`app.services.ingest_jobs`); a running session never undoes a finished one; the daily
-  rollups move by the difference (`app.services.rollup_counts`).
+  ONE records never go back in time; computers, servers, agents, jobs, sessions and restore
+  points keep the `reportedAt` of the batch that last wrote them and an older batch does not
+  change them (`app.services.ingest_inventory`, `app.services.ingest_jobs`); a running session
+  never undoes a finished one; the daily rollups move by the difference
+  (`app.services.rollup_counts`).
 * Constant query count: one SELECT per list by natural keys, one bulk INSERT, one `executemany`
   UPDATE, whatever the number of records (and, when the batch reports computers new to the
   company, one SELECT of the discovered computers they may claim).
@@ -25,7 +26,6 @@ session `uid` per job, restore point `uid` per computer, Veeam ONE record `uid` 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,40 +34,16 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from app.db import connection_name, serialize
-from app.models import AgentKey, BackupAgent, BackupJob, BackupServer, ManagedComputer
+from app.models import AgentKey, BackupJob
 from app.models.inventory import ServerKind
 from app.models.licensing import VeeamOneRecord
-from app.services import computer_match, ingest_jobs
+from app.services import ingest_inventory, ingest_jobs
 from app.services.bulk_sql import execute_many
+from app.services.ingest_inventory import changed
 from app.services.ingest_records import LISTS, Batch, Record, Rejection, parse_batch
 
 Row = dict[str, Any]
 
-SERVER_FIELDS = (
-    "id",
-    "uid",
-    "kind",
-    "location_id",
-    "name",
-    "version",
-    "status",
-    "last_heartbeat_at",
-)
-COMPUTER_FIELDS = (
-    "id",
-    "uid",
-    "location_id",
-    "subtenant_id",
-    "hostname",
-    "os_family",
-    "os_name",
-    "ip_addresses",
-    "last_restore_point_at",
-    "restore_point_count",
-    "last_heartbeat_at",
-    "agent_status",
-)
-AGENT_FIELDS = ("platform", "edition", "version", "policy", "status")
 VEEAM_ONE_FIELDS = ("object_name", "metric", "value", "severity", "message", "recorded_at")
 
 
@@ -118,6 +94,11 @@ class Run:
     def reject(self, name: str, index: int, record: Record, reason: str) -> None:
         self.batch.reject(name, index, record, reason)
 
+    def stale(self, row: Row) -> bool:
+        """The batch is older than the one that last wrote the stored row (a row without a
+        report time takes any report)."""
+        return row["reported_at"] is not None and self.batch.reported_at < row["reported_at"]
+
 
 async def load_by_uid(
     model: type[Model], uids: set[str], fields: tuple[str, ...], **filters: Any
@@ -128,164 +109,7 @@ async def load_by_uid(
     return {row["uid"]: row for row in rows}
 
 
-def _changed(row: Row, record: Record, fields: tuple[str, ...]) -> bool:
-    return any(row[f] != record[f] for f in fields)
-
-
-# --- inventory ---------------------------------------------------------------------------------
-
-
-async def servers(run: Run) -> None:
-    refs = run.refs("uid", "servers") | run.refs("server", "jobs", "heartbeats", "veeamOne")
-    run.servers = await load_by_uid(BackupServer, refs, SERVER_FIELDS, company_id=run.company_id)
-    kept, new, updates = [], [], []
-    for index, r in run.records("servers"):
-        row = run.servers.get(r["uid"])
-        if row is None:
-            new.append(
-                BackupServer(
-                    company_id=run.company_id,
-                    location_id=run.location_id,
-                    uid=r["uid"],
-                    kind=r["kind"],
-                    name=r["name"],
-                    version=r["version"],
-                )
-            )
-        elif ServerKind(row["kind"]) is not r["kind"]:
-            run.reject(
-                "servers", index, r, f"the server is a {row['kind']} server; its kind cannot change"
-            )
-            continue
-        elif _changed(row, r, ("name", "version")):
-            updates.append([r["name"], r["version"], run.at, row["id"]])
-        kept.append((index, r))
-    run.keep("servers", kept)
-    if new:
-        await BackupServer.bulk_create(new)
-        fresh = {s.uid for s in new}
-        run.servers.update(
-            await load_by_uid(BackupServer, fresh, SERVER_FIELDS, company_id=run.company_id)
-        )
-    await execute_many(
-        "UPDATE backup_servers SET name = ?, version = ?, updated_at = ? WHERE id = ?", updates
-    )
-
-
-async def computers(run: Run) -> None:
-    """Known computers (by uid) are updated; a new one claims the computer a discovery found
-    for it, or is inserted in the key's location."""
-    refs = run.refs("uid", "computers") | run.refs(
-        "computer", "agents", "jobs", "restorePoints", "heartbeats"
-    )
-    run.computers = await load_by_uid(
-        ManagedComputer, refs, COMPUTER_FIELDS, company_id=run.company_id
-    )
-    claims = await computer_match.claims(
-        run.company_id,
-        run.location_id,
-        [r for _, r in run.records("computers") if r["uid"] not in run.computers],
-        (*COMPUTER_FIELDS, "discovered_by_id"),
-    )
-    fields = ("hostname", "os_family", "os_name", "ip_addresses")
-    new, updates = [], []
-    for _, r in run.records("computers"):
-        row = run.computers.get(r["uid"])
-        claimed = row is None and r["uid"] in claims
-        if claimed:
-            row = run.computers[r["uid"]] = {**claims[r["uid"]], **r}
-        if row is None:
-            new.append(ManagedComputer(company_id=run.company_id, location_id=run.location_id, **r))
-        elif claimed or _changed(row, r, fields):
-            updates.append(
-                [
-                    r["uid"],
-                    r["hostname"],
-                    r["os_family"].value,
-                    r["os_name"],
-                    json.dumps(r["ip_addresses"]),
-                    run.at,
-                    row["id"],
-                ]
-            )
-    if new:
-        await ManagedComputer.bulk_create(new)
-        fresh = {c.uid for c in new}
-        run.computers.update(
-            await load_by_uid(ManagedComputer, fresh, COMPUTER_FIELDS, company_id=run.company_id)
-        )
-    # A claimed computer takes the reporter's uid here; the others keep theirs.
-    await execute_many(
-        "UPDATE managed_computers SET uid = ?, hostname = ?, os_family = ?, os_name = ?,"
-        " ip_addresses = ?, updated_at = ? WHERE id = ?",
-        updates,
-    )
-
-
-async def agents(run: Run) -> None:
-    kept = []
-    for index, r in run.records("agents"):
-        if r["computer"] not in run.computers:
-            run.reject("agents", index, r, f"unknown computer '{r['computer']}'")
-        else:
-            kept.append((index, r))
-    run.keep("agents", kept)
-    if not kept:
-        return
-    ids = [run.computers[r["computer"]]["id"] for _, r in kept]
-    existing = {
-        row["computer_id"]: row
-        for row in await BackupAgent.filter(computer_id__in=ids).values(
-            "id", "computer_id", *AGENT_FIELDS
-        )
-    }
-    new, updates = [], []
-    for _, r in kept:
-        computer_id = run.computers[r["computer"]]["id"]
-        values = {f: r[f] for f in AGENT_FIELDS}
-        row = existing.get(computer_id)
-        if row is None:
-            new.append(BackupAgent(computer_id=computer_id, **values))
-        elif _changed(row, r, AGENT_FIELDS):
-            updates.append([*(getattr(v, "value", v) for v in values.values()), run.at, row["id"]])
-    if new:
-        await BackupAgent.bulk_create(new)
-    await execute_many(
-        "UPDATE backup_agents SET platform = ?, edition = ?, version = ?, policy = ?, status = ?,"
-        " updated_at = ? WHERE id = ?",
-        updates,
-    )
-
-
-async def heartbeats(run: Run) -> None:
-    """The newest heartbeat per computer and server wins; an older one changes nothing."""
-    latest: dict[tuple[str, str], Record] = {}
-    kept = []
-    for index, r in run.records("heartbeats"):
-        kind = "computer" if r["computer"] else "server"
-        known = run.computers if kind == "computer" else run.servers
-        if r[kind] not in known:
-            run.reject("heartbeats", index, r, f"unknown {kind} '{r[kind]}'")
-            continue
-        kept.append((index, r))
-        best = latest.get((kind, r[kind]))
-        if best is None or r["at"] > best["at"]:
-            latest[(kind, r[kind])] = r
-    run.keep("heartbeats", kept)
-    updates: dict[str, list[list[Any]]] = {"computer": [], "server": []}
-    for (kind, uid), r in latest.items():
-        row = (run.computers if kind == "computer" else run.servers)[uid]
-        if row["last_heartbeat_at"] is None or r["at"] > row["last_heartbeat_at"]:
-            updates[kind].append([r["at"], r["status"].value, run.at, row["id"]])
-    await execute_many(
-        "UPDATE managed_computers SET last_heartbeat_at = ?, agent_status = ?, updated_at = ?"
-        " WHERE id = ?",
-        updates["computer"],
-    )
-    await execute_many(
-        "UPDATE backup_servers SET last_heartbeat_at = ?, status = ?, updated_at = ? WHERE id = ?",
-        updates["server"],
-    )
+# --- Veeam ONE and commands ---------------------------------------------------------------------
 
 
 async def veeam_one(run: Run) -> None:
@@ -321,7 +145,7 @@ async def veeam_one(run: Run) -> None:
                     **values,
                 )
             )
-        elif r["recorded_at"] >= row["recorded_at"] and _changed(row, r, VEEAM_ONE_FIELDS):
+        elif r["recorded_at"] >= row["recorded_at"] and changed(row, r, VEEAM_ONE_FIELDS):
             updates.append([*(getattr(v, "value", v) for v in values.values()), row["id"]])
     if new:
         await VeeamOneRecord.bulk_create(new)
@@ -371,13 +195,13 @@ async def ingest(key: AgentKey, payload: Any) -> IngestResult:
     run = Run(company_id, key.location_id, batch)  # type: ignore[attr-defined]
     async with in_transaction(connection_name()):
         await serialize(lock_key(company_id))
-        await servers(run)
-        await computers(run)
-        await agents(run)
+        await ingest_inventory.servers(run)
+        await ingest_inventory.computers(run)
+        await ingest_inventory.agents(run)
         await ingest_jobs.jobs(run)
         await ingest_jobs.sessions(run)
         await ingest_jobs.restore_points(run)
-        await heartbeats(run)
+        await ingest_inventory.heartbeats(run)
         await veeam_one(run)
         await acks(run)
         commands = await pending_commands(company_id)
