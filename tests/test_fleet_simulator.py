@@ -382,20 +382,20 @@ async def snapshot() -> dict[str, Any]:
         for r in await ManagedComputer.all().values(
             "company_id", "uid", "location_id", "hostname", "os_family", "os_name",
             "ip_addresses", "agent_status", "last_heartbeat_at", "subtenant_id",
-            "last_restore_point_at", "restore_point_count",
+            "last_restore_point_at", "restore_point_count", "reported_at",
         )
     }  # fmt: skip
     out["agents"] = {
         r.pop("computer__uid"): r
         for r in await BackupAgent.all().values(
-            "computer__uid", "platform", "edition", "version", "policy", "status"
+            "computer__uid", "platform", "edition", "version", "policy", "status", "reported_at"
         )
     }
     out["servers"] = {
         (r.pop("company_id"), r.pop("uid")): r
         for r in await BackupServer.all().values(
             "company_id", "uid", "location_id", "kind", "name", "version", "status",
-            "last_heartbeat_at",
+            "last_heartbeat_at", "reported_at",
         )
     }  # fmt: skip
     out["jobs"] = {

@@ -6,7 +6,7 @@ Every denormalised column is filled as ingestion fills it: a session's company, 
 computer, subtenant and functionality (`capabilities.JOB_FUNCTIONALITY`) from its job; a
 job's last run and result from its latest session; a computer's subtenant from its agent
 job's cloud target, its last restore point and restore point count, its agent status and last
-heartbeat. The loader is for companies without inventory (the demo, the benchmarks): natural
+heartbeat; the batch's report time on computers, agents, servers and jobs. The loader is for companies without inventory (the demo, the benchmarks): natural
 keys that exist already fail the unique constraints and nothing is written.
 
 Each batch must hold whole computers and servers (their jobs, sessions and restore points
@@ -38,15 +38,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "managed_computers": (
         "id", "company_id", "location_id", "uid", "hostname", "os_family", "os_name",
         "ip_addresses", "agent_status", "last_heartbeat_at", "subtenant_id",
-        "last_restore_point_at", "restore_point_count", "discovered_by_id", "created_at",
-        "updated_at",
+        "last_restore_point_at", "restore_point_count", "discovered_by_id", "reported_at",
+        "created_at", "updated_at",
     ),
     "backup_agents": (
-        "id", "computer_id", "platform", "edition", "version", "policy", "status", "updated_at",
+        "id", "computer_id", "platform", "edition", "version", "policy", "status", "reported_at",
+        "updated_at",
     ),
     "backup_servers": (
         "id", "company_id", "location_id", "uid", "kind", "name", "version", "status",
-        "last_heartbeat_at", "created_at", "updated_at",
+        "last_heartbeat_at", "reported_at", "created_at", "updated_at",
     ),
     "backup_jobs": (
         "id", "company_id", "location_id", "uid", "name", "kind", "functionality",
@@ -240,7 +241,8 @@ async def _load_batch(w: _Writer, batch: FleetBatch, now: datetime) -> None:
                 cid, company, location, c["uid"], c["hostname"], c["osFamily"], c["osName"],
                 json.dumps(c["ipAddresses"]), status, beat,
                 targets[job][1] if job else None,
-                max((rp["createdAt"] for rp in rps), default=None), len(rps), None, now, now,
+                max((rp["createdAt"] for rp in rps), default=None), len(rps), None,
+                batch.reported_at, now, now,
             ),
         )  # fmt: skip
     for a in recs["agents"]:
@@ -248,7 +250,7 @@ async def _load_batch(w: _Writer, batch: FleetBatch, now: datetime) -> None:
             "backup_agents",
             (
                 w.new_id("backup_agents"), computer_ids[a["computer"]], a["platform"],
-                a["edition"], a["version"], a["policy"], a["status"], now,
+                a["edition"], a["version"], a["policy"], a["status"], batch.reported_at, now,
             ),
         )  # fmt: skip
     server_ids: dict[str, int] = {}
@@ -258,7 +260,7 @@ async def _load_batch(w: _Writer, batch: FleetBatch, now: datetime) -> None:
         await w.add(
             "backup_servers",
             (sid, company, location, s["uid"], s["kind"], s["name"], s["version"], status, beat,
-             now, now),
+             batch.reported_at, now, now),
         )  # fmt: skip
     jobs: dict[str, tuple[int, int | None, int | None, str]] = {}
     for j in recs["jobs"]:
