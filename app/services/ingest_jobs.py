@@ -223,7 +223,7 @@ async def jobs(run: Run) -> None:
                     **settings,
                 )
             )
-        elif row["reported_at"] is not None and run.batch.reported_at < row["reported_at"]:
+        elif run.stale(row):
             continue  # an older report: the job's settings stay as the newer one said
         elif row["reported_at"] != run.batch.reported_at or _differs(row, settings):
             updates.append(
@@ -273,12 +273,6 @@ async def _stored(
         **{f"{parent}__in": parent_ids}, uid__in={r["uid"] for _, r in kept}
     ).values("id", parent, "uid", *fields)
     return {(row[parent], row["uid"]): row for row in rows}
-
-
-def _stale(run: Run, row: Row) -> bool:
-    """The batch is older than the one that last wrote the row (a row without a report time,
-    stored before 0015, takes any report)."""
-    return row["reported_at"] is not None and run.batch.reported_at < row["reported_at"]
 
 
 def _confirms(run: Run, row: Row) -> bool:
@@ -361,7 +355,7 @@ async def sessions(run: Run) -> None:
                 )
             )
             deltas.add(_contribution(run, values))
-        elif _stale(run, row):
+        elif run.stale(row):
             continue  # older than the report that wrote the session: a newer word stands
         elif (
             r["result"] is SessionResult.NONE
@@ -443,7 +437,7 @@ async def restore_points(run: Run) -> None:
                 )
             )
             added[computer["id"]] = added.get(computer["id"], 0) + 1
-        elif _stale(run, row):
+        elif run.stale(row):
             continue  # older than the report that wrote the point: a newer word stands
         elif _confirms(run, row) or _differs(row, {f: values[f] for f in POINT_FIELDS}):
             updates.append((row["id"], values))
