@@ -139,8 +139,20 @@ async def kill_mid_run(first: WorkerProcess, session: FailoverSession) -> dict[i
             session_id=session.id, state=StepState.RUNNING, kind=StepKind.POWER_ON
         ).first()
         if step is None:
-            any_running = FailoverStep.filter(session_id=session.id, state=StepState.RUNNING)
-            return row.vms_up >= VMS - 2 and await any_running.exists()
+            if row.vms_up < VMS - 2:
+                return False
+            # The fallback freezes the group too, and kills only if a step is still RUNNING
+            # while frozen: unfrozen, the step could finish between this read and the kill.
+            first.pause()
+            try:
+                any_running = FailoverStep.filter(session_id=session.id, state=StepState.RUNNING)
+                if await any_running.exists():
+                    return True
+            except BaseException:
+                first.unpause()
+                raise
+            first.unpause()
+            return False
         first.pause()
         try:
             still = await FailoverStep.filter(id=step.id, state=StepState.RUNNING).exists()
