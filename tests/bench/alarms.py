@@ -33,11 +33,9 @@ and Redis database 6 (flushed at the start and the end, namespace `tenantry-benc
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,11 +45,12 @@ import httpx
 
 from tests.bench.failover import until_ready
 from tests.bench.fresh_db import fresh_database, orm
-from tests.bench.jobs import TENANTRY, Proc, flush_redis, ms, redis_url
+from tests.bench.jobs import TENANTRY, Proc, ms, redis_url
 from tests.bench.loadgen import percentile
-from tests.bench.results import default_out, suite_main, write_results
-from tests.bench.run import BenchError, base_env, machine_info
+from tests.bench.results import suite_main
+from tests.bench.run import BenchError, base_env
 from tests.bench.seed_large import TreeSize, seed
+from tests.bench.suite import run_suite
 
 DB_NAME = "tenantry_bench_alarms"
 REDIS_DB = 6
@@ -499,34 +498,16 @@ def report(r: dict[str, Any], quick: bool) -> None:
 def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int:
     """The alarms suite; 0 when it measured, 1 when it could not give trustworthy figures."""
     size = QUICK if quick else FULL
-    out = out or default_out("alarms", quick)
-    load_before = os.getloadavg()[0]
-    began = time.perf_counter()
-    print(f"· alarms benchmark: database {DB_NAME}, Redis {redis_url(REDIS_DB)}", flush=True)
-    flush_redis(REDIS_DB)
-    try:
-        results = asyncio.run(measure_all(size, keep))
-    except BenchError as exc:
-        print(f"\nALARMS BENCHMARK FAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        flush_redis(REDIS_DB)
-    total = time.perf_counter() - began
-    report(results, quick)
-    write_results(
-        out,
-        {
-            "benchmark": "alarms",
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "quick": quick,
-            "machine": machine_info(os.cpu_count(), load_before),
-            "size": asdict(size),
-            **results,
-            "total_seconds": round(total, 1),
-        },
+    return run_suite(
+        "alarms",
+        quick=quick,
+        out=out,
+        size=size,
+        database=DB_NAME,
+        redis_db=REDIS_DB,
+        measure=lambda: measure_all(size, keep),
+        report=lambda results: report(results, quick),
     )
-    print(f"total {total:.0f} s; results in {out}")
-    return 0
 
 
 main = suite_main(

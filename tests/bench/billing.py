@@ -35,12 +35,10 @@ and Redis database 14 (flushed at the start and the end, namespace `tenantry-ben
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import sys
 import time
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +48,11 @@ from tests.bench.billing_check import FLOOR_SQL, recompute
 from tests.bench.billing_seed import seed_usage
 from tests.bench.failover import until_ready
 from tests.bench.fresh_db import fresh_database, orm
-from tests.bench.jobs import TENANTRY, Proc, flush_redis, ms, redis_url
-from tests.bench.results import default_out, suite_main, write_results
-from tests.bench.run import BenchError, base_env, machine_info
+from tests.bench.jobs import TENANTRY, Proc, ms, redis_url
+from tests.bench.results import suite_main
+from tests.bench.run import BenchError, base_env
 from tests.bench.seed_large import TreeSize, seed
+from tests.bench.suite import run_suite
 
 DB_NAME = "tenantry_bench_billing"
 REDIS_DB = 14
@@ -312,35 +311,17 @@ def report(r: dict[str, Any], size: Size, quick: bool) -> None:
 def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int:
     """The billing suite; 0 when it measured, 1 when it could not give trustworthy figures."""
     size = QUICK if quick else FULL
-    out = out or default_out("billing", quick)
-    load_before = os.getloadavg()[0]
-    began = time.perf_counter()
-    print(f"· billing benchmark: database {DB_NAME}, Redis {redis_url(REDIS_DB)}", flush=True)
-    flush_redis(REDIS_DB)
-    try:
-        results = asyncio.run(measure_all(size, keep))
-    except BenchError as exc:
-        print(f"\nBILLING BENCHMARK FAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        flush_redis(REDIS_DB)
-    total = time.perf_counter() - began
-    report(results, size, quick)
-    write_results(
-        out,
-        {
-            "benchmark": "billing",
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "quick": quick,
-            "machine": machine_info(os.cpu_count(), load_before),
-            "size": asdict(size),
-            "as_of": AS_OF.isoformat(),
-            **results,
-            "total_seconds": round(total, 1),
-        },
+    return run_suite(
+        "billing",
+        quick=quick,
+        out=out,
+        size=size,
+        database=DB_NAME,
+        redis_db=REDIS_DB,
+        measure=lambda: measure_all(size, keep),
+        report=lambda results: report(results, size, quick),
+        extra={"as_of": AS_OF.isoformat()},
     )
-    print(f"total {total:.0f} s; results in {out}")
-    return 0
 
 
 main = suite_main(

@@ -37,18 +37,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tests.bench.fresh_db import fresh_database, orm
-from tests.bench.jobs import TENANTRY, Proc, flush_redis, ms, redis_url, summary
-from tests.bench.results import default_out, suite_main, write_results
-from tests.bench.run import BenchError, base_env, machine_info
+from tests.bench.jobs import TENANTRY, Proc, ms, redis_url, summary
+from tests.bench.results import suite_main
+from tests.bench.run import BenchError, base_env
 from tests.bench.seed_large import apply_schema
+from tests.bench.suite import run_suite
 from tests.workerproc import FAST_ENV
 
 DB_NAME = "tenantry_bench_failover"
@@ -437,32 +437,16 @@ def report(r: dict[str, Any], quick: bool) -> None:
 def run(quick: bool = False, out: Path | None = None, keep: bool = False) -> int:
     """The failover suite; 0 when it measured, 1 when it could not give trustworthy figures."""
     size = QUICK if quick else FULL
-    out = out or default_out("failover", quick)
-    load_before = os.getloadavg()[0]
-    began = time.perf_counter()
-    print(f"· failover benchmark: database {DB_NAME}, Redis {redis_url(REDIS_DB)}", flush=True)
-    flush_redis(REDIS_DB)
-    try:
-        results = asyncio.run(measure(size, keep))
-    except BenchError as exc:
-        print(f"\nFAILOVER BENCHMARK FAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        flush_redis(REDIS_DB)
-    total = time.perf_counter() - began
-    report(results, quick)
-    data = {
-        "benchmark": "failover",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": quick,
-        "machine": machine_info(os.cpu_count(), load_before),
-        "size": asdict(size),
-        **results,
-        "total_seconds": round(total, 1),
-    }
-    write_results(out, data)
-    print(f"total {total:.0f} s; results in {out}")
-    return 0
+    return run_suite(
+        "failover",
+        quick=quick,
+        out=out,
+        size=size,
+        database=DB_NAME,
+        redis_db=REDIS_DB,
+        measure=lambda: measure(size, keep),
+        report=lambda results: report(results, quick),
+    )
 
 
 main = suite_main(
