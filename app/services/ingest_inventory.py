@@ -2,7 +2,7 @@
 heartbeats of both (the batch itself is `app.services.ingestion`'s).
 
 A server, a computer and an agent keep the `reportedAt` of the batch that last wrote them, as
-jobs, sessions and restore points do (`app.services.ingest_jobs`): a batch older than that (a
+jobs, sessions and restore points do (`app.services.ingest_rows`): a batch older than that (a
 retry, a queue replay delivered late) leaves the row as it is, so a renamed computer or an
 upgraded agent is not turned back; a batch with the same `reportedAt` is applied (the last one
 delivered wins); a newer batch that reports the same values only moves that time forward. A

@@ -16,7 +16,7 @@ session `uid` per job, restore point `uid` per computer, Veeam ONE record `uid` 
 * Idempotent: a row is written only when the report changes it; heartbeats, job runs and Veeam
   ONE records never go back in time; computers, servers, agents, jobs, sessions and restore
   points keep the `reportedAt` of the batch that last wrote them and an older batch does not
-  change them (`app.services.ingest_inventory`, `app.services.ingest_jobs`); a running session
+  change them (`app.services.ingest_inventory`, `app.services.ingest_rows`); a running session
   never undoes a finished one; the daily rollups move by the difference
   (`app.services.rollup_counts`).
 * Constant query count: one SELECT per list by natural keys, one bulk INSERT, one `executemany`
@@ -37,7 +37,12 @@ from app.db import connection_name, serialize
 from app.models import AgentKey, BackupJob
 from app.models.inventory import ServerKind
 from app.models.licensing import VeeamOneRecord
-from app.services import ingest_inventory, ingest_jobs
+from app.services import (
+    ingest_inventory,
+    ingest_jobs,
+    ingest_restore_points,
+    ingest_sessions,
+)
 from app.services.bulk_sql import execute_many
 from app.services.ingest_inventory import changed
 from app.services.ingest_records import LISTS, Batch, Record, Rejection, parse_batch
@@ -199,8 +204,8 @@ async def ingest(key: AgentKey, payload: Any) -> IngestResult:
         await ingest_inventory.computers(run)
         await ingest_inventory.agents(run)
         await ingest_jobs.jobs(run)
-        await ingest_jobs.sessions(run)
-        await ingest_jobs.restore_points(run)
+        await ingest_sessions.sessions(run)
+        await ingest_restore_points.restore_points(run)
         await ingest_inventory.heartbeats(run)
         await veeam_one(run)
         await acks(run)
