@@ -26,8 +26,12 @@ from app.graphql.authz.queries import AuthzQuery
 from app.graphql.billing.invoices import InvoiceMutation, InvoiceQuery
 from app.graphql.billing.plans import SubscriptionPlanMutation, SubscriptionPlanQuery
 from app.graphql.cloud.allocations import AllocationMutation, AllocationQuery
-from app.graphql.cloud.infra import InfraMutation, InfraQuery
+from app.graphql.cloud.certificates import CertificateMutation, CertificateQuery
+from app.graphql.cloud.gateways import GatewayMutation, GatewayQuery
+from app.graphql.cloud.hardware_plans import HardwarePlanMutation, HardwarePlanQuery
+from app.graphql.cloud.networks import CloudNetworkMutation, CloudNetworkQuery
 from app.graphql.cloud.remote import RemoteMutation, RemoteQuery
+from app.graphql.cloud.repositories import CloudRepositoryMutation, CloudRepositoryQuery
 from app.graphql.cloud.reseller_resources import ResellerResourceMutation, ResellerResourceQuery
 from app.graphql.cloud.tenants import TenantMutation, TenantQuery
 from app.graphql.common import Node, resolve_node
@@ -91,7 +95,11 @@ Query = merge_types(
         AuditQuery,
         UserQuery,
         JobQuery,
-        InfraQuery,
+        CloudRepositoryQuery,
+        GatewayQuery,
+        CertificateQuery,
+        HardwarePlanQuery,
+        CloudNetworkQuery,
         TenantQuery,
         AllocationQuery,
         RemoteQuery,
@@ -121,7 +129,11 @@ Mutation = merge_types(
         TenancyMutation,
         UserMutation,
         JobMutation,
-        InfraMutation,
+        CloudRepositoryMutation,
+        GatewayMutation,
+        CertificateMutation,
+        HardwarePlanMutation,
+        CloudNetworkMutation,
         TenantMutation,
         AllocationMutation,
         RemoteMutation,
