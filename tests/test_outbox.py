@@ -34,7 +34,7 @@ from app.models.billing import (
     OutboxMessage,
     OutboxState,
 )
-from app.services import outbox
+from app.services import outbox, outbox_email, outbox_webhook
 from app.services.webhook_signature import (
     DEFAULT_TOLERANCE,
     SIGNATURE_HEADER,
@@ -107,9 +107,9 @@ def secrets() -> Iterator[None]:
     async def lookup(key: str) -> str | None:
         return SECRET if key == "endpoint-1" else None
 
-    outbox.register_secret_source("test", lookup)
+    outbox_webhook.register_secret_source("test", lookup)
     yield
-    outbox.SECRET_SOURCES.pop("test", None)
+    outbox_webhook.SECRET_SOURCES.pop("test", None)
 
 
 async def webhook(key: str, body: dict | None = None, secret_ref: str = "test:endpoint-1") -> int:
@@ -237,13 +237,13 @@ async def test_an_invoice_pdf_is_rendered_once_per_batch_for_all_its_recipients(
 ) -> None:
     invoice = await make_invoice()
     calls: list[object] = []
-    real = outbox.ATTACHMENT_RENDERERS["invoice_pdf"]
+    real = outbox_email.ATTACHMENT_RENDERERS["invoice_pdf"]
 
     async def counting(ref: object) -> tuple[str, str, bytes]:
         calls.append(ref)
         return await real(ref)
 
-    monkeypatch.setitem(outbox.ATTACHMENT_RENDERERS, "invoice_pdf", counting)
+    monkeypatch.setitem(outbox_email.ATTACHMENT_RENDERERS, "invoice_pdf", counting)
     for user in ("owner", "auditor"):
         await outbox.enqueue(
             OutboxChannel.EMAIL,

@@ -46,7 +46,7 @@ from app.models.alarms import (
     MaintenanceWindow,
 )
 from app.models.billing import OutboxChannel
-from app.services import certificates, outbox
+from app.services import certificates, outbox, outbox_webhook
 
 SECRET_SOURCE = "alarm_webhook"
 NOTIFYING = frozenset(
@@ -93,7 +93,7 @@ async def webhook_secret(key: str) -> str | None:
     return open_secret(str(sealed[0])) if sealed else None
 
 
-outbox.register_secret_source(SECRET_SOURCE, webhook_secret)
+outbox_webhook.register_secret_source(SECRET_SOURCE, webhook_secret)
 
 
 # --- who and what ---------------------------------------------------------------------------

@@ -21,41 +21,16 @@ message id: e-mails carry `Message-ID: <outbox-<id>@tenantry>`, webhooks
 `X-Tenantry-Delivery: <id>`. E-mails written as files (no SMTP host) overwrite the same file,
 so they are exactly once.
 
-Channels:
-* EMAIL: SMTP (settings smtp_*; smtplib in a thread, STARTTLS when asked) or, without an SMTP
-  host, an .eml file under `data_dir()/outbox/`. Attachments are references rendered at
-  delivery: `{"invoice_pdf": <invoice id>}`.
-* WEBHOOK: POST of `payload["body"]` as JSON to the recipient URL, with
-  `X-Tenantry-Timestamp: <unix seconds at send time>` and `X-Tenantry-Signature:
-  sha256=<hex HMAC-SHA256 of f"{timestamp}.".encode() + body>` (the timestamp as in its header,
-  a full stop, the exact body bytes). Each attempt is signed afresh with its send time; the
-  delivery id stays. Receivers check with `webhook_signature.verify_signature`, rejecting
-  timestamps outside their tolerance (5 minutes recommended): no replay later. The key is the
-  endpoint's own secret, named (never stored here) by `payload["secret_ref"] = "<source>:<key>"`
-  and looked up through a function registered with `register_secret_source(source, fn)` (the
-  alarms' webhook endpoints register theirs); without a reference, settings.webhook_secret (or
-  one derived from secret_key). Timeout 10 s; anything but a 2xx (redirects included) fails.
+Channels: EMAIL (`app.services.outbox_email`: SMTP, or an .eml file without an SMTP host) and
+WEBHOOK (`app.services.outbox_webhook`: a signed POST).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
-import json
 import logging
-import os
-import smtplib
-import ssl
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.expressions import F, Q
@@ -63,39 +38,17 @@ from tortoise.transactions import in_transaction
 
 from app.db import connection_name
 from app.models.billing import OutboxChannel, OutboxDelivery, OutboxMessage, OutboxState
-from app.net_guard import PrivateAddress, check_public
 from app.services.multirow_insert import insert_rows
-from app.services.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from app.settings import data_dir, get_settings
+from app.services.outbox_email import send_email
+from app.services.outbox_transport import DeliveryError, Rendered, utcnow
+from app.services.outbox_webhook import send_webhook
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 RETRY_BASE = timedelta(seconds=30)
 RETRY_MAX = timedelta(hours=1)
-LEASE = timedelta(minutes=2)  # longer than any transport timeout below
-SMTP_TIMEOUT = 30
-WEBHOOK_TIMEOUT = 10
-
-# Attachments rendered during one delivery batch: (kind, reference) → (name, MIME type, bytes).
-Rendered = dict[tuple[str, str], tuple[str, str, bytes]]
-SecretSource = Callable[[str], Awaitable[str | None]]
-SECRET_SOURCES: dict[str, SecretSource] = {}
-
-
-def register_secret_source(name: str, lookup: SecretSource) -> None:
-    """`lookup(key)` → the webhook secret of one endpoint (None: unknown endpoint)."""
-    SECRET_SOURCES[name] = lookup
-
-
-class DeliveryError(Exception):
-    def __init__(self, message: str, status: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+LEASE = timedelta(minutes=2)  # longer than any transport timeout (SMTP 30 s, webhooks 10 s)
 
 
 # --- enqueue ----------------------------------------------------------------------------------
@@ -287,9 +240,6 @@ async def deliver(
     return outcome if changed else "lost"
 
 
-# --- transports -------------------------------------------------------------------------------
-
-
 async def send(
     message: OutboxMessage, rendered: Rendered | None = None, now: datetime | None = None
 ) -> str:
@@ -299,149 +249,3 @@ async def send(
     if message.channel is OutboxChannel.WEBHOOK:
         return await send_webhook(message, now)
     raise DeliveryError(f"unknown channel {message.channel}")
-
-
-async def _invoice_pdf(ref: Any) -> tuple[str, str, bytes]:
-    from app.billing.pdf import render_invoice
-    from app.models.billing import Invoice
-
-    number = await Invoice.filter(id=int(ref)).values_list("number", flat=True)
-    data = await render_invoice(int(ref))
-    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in (number[0] if number else ""))
-    return f"{name or 'invoice'}.pdf", "application/pdf", data
-
-
-# Attachment references (`attachments` of a message) → (file name, MIME type, bytes).
-ATTACHMENT_RENDERERS: dict[str, Callable[[Any], Awaitable[tuple[str, str, bytes]]]] = {
-    "invoice_pdf": _invoice_pdf,
-}
-
-
-async def build_email(message: OutboxMessage, rendered: Rendered | None = None) -> EmailMessage:
-    settings = get_settings()
-    email = EmailMessage()
-    email["From"] = settings.smtp_from
-    email["To"] = message.recipient
-    email["Subject"] = message.subject
-    email["Message-ID"] = f"<outbox-{message.id}@tenantry>"
-    email["Date"] = format_datetime(message.created_at or utcnow())
-    email["X-Tenantry-Delivery"] = str(message.id)
-    email.set_content(message.body)
-    for kind, ref in sorted((message.attachments or {}).items()):
-        renderer = ATTACHMENT_RENDERERS.get(kind)
-        if renderer is None:
-            raise DeliveryError(f"unknown attachment {kind!r}")
-        cache = rendered if rendered is not None else {}
-        key = (kind, json.dumps(ref, sort_keys=True))
-        if key not in cache:
-            cache[key] = await renderer(ref)
-        filename, mime, data = cache[key]
-        maintype, _, subtype = mime.partition("/")
-        email.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    return email
-
-
-def outbox_dir() -> Path:
-    folder = data_dir() / "outbox"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _write_eml(path: Path, data: bytes) -> None:
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-
-
-def _smtp_send(email: EmailMessage) -> str:
-    s = get_settings()
-    with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT) as smtp:
-        smtp.ehlo()
-        if s.smtp_starttls:
-            smtp.starttls(context=ssl.create_default_context())
-            smtp.ehlo()
-        if s.smtp_user:
-            smtp.login(s.smtp_user, s.smtp_password)
-        refused = smtp.send_message(email)
-    if refused:
-        raise DeliveryError(f"recipients refused: {sorted(refused)}", "refused")
-    return "250"
-
-
-async def send_email(message: OutboxMessage, rendered: Rendered | None = None) -> str:
-    email = await build_email(message, rendered)
-    if not get_settings().smtp_host:
-        path = outbox_dir() / f"{message.id}.eml"
-        await asyncio.to_thread(_write_eml, path, email.as_bytes())
-        return "FILE"
-    try:
-        return await asyncio.to_thread(_smtp_send, email)
-    except smtplib.SMTPResponseException as exc:
-        code = str(exc.smtp_code)
-        raise DeliveryError(f"SMTP {code}: {exc.smtp_error!r}", code) from None
-
-
-def default_webhook_secret() -> str:
-    s = get_settings()
-    if s.webhook_secret:
-        return s.webhook_secret
-    return hmac.new(s.secret_key.encode(), b"tenantry-webhooks", hashlib.sha256).hexdigest()
-
-
-async def webhook_secret(payload: dict[str, Any]) -> str:
-    ref = str(payload.get("secret_ref") or "")
-    if not ref:
-        return default_webhook_secret()
-    source, _, key = ref.partition(":")
-    lookup = SECRET_SOURCES.get(source)
-    secret = await lookup(key) if lookup else None
-    if not secret:
-        raise DeliveryError(f"no webhook secret for {ref!r}", "no-secret")
-    return secret
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect is an answer that is not 2xx: the attempt failed
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def _post(url: str, body: bytes, headers: dict[str, str]) -> str:
-    try:
-        check_public(url)  # again at send time: the name may resolve elsewhere by now
-    except PrivateAddress as exc:
-        raise DeliveryError(f"refused: {exc}", "private-address") from None
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with _OPENER.open(request, timeout=WEBHOOK_TIMEOUT) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"HTTP {exc.code}", str(exc.code)) from None
-    if not 200 <= status < 300:
-        raise DeliveryError(f"HTTP {status}", str(status))
-    return str(status)
-
-
-async def send_webhook(message: OutboxMessage, now: datetime | None = None) -> str:
-    """POST the message's body, signed with the endpoint's secret and this attempt's send time
-    (`now`, else the clock)."""
-    if not message.recipient.lower().startswith(("http://", "https://")):
-        raise DeliveryError("a webhook needs an http(s) URL", "bad-url")
-    payload = dict(message.payload or {})
-    body = json.dumps(payload.get("body", {}), sort_keys=True, separators=(",", ":")).encode()
-    secret = await webhook_secret(payload)
-    timestamp = int((now or utcnow()).timestamp())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Tenantry-Outbox",
-        "X-Tenantry-Delivery": str(message.id),
-        "X-Tenantry-Attempt": str(message.attempts),
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
-    }
-    return await asyncio.to_thread(_post, message.recipient, body, headers)
