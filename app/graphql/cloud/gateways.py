@@ -62,6 +62,19 @@ def _pool_pk(value: Any) -> Any:
     return None if value is None else pk_of(value, "GatewayPool", "poolId")
 
 
+def _gateway_input(
+    input: CloudGatewayCreateInput | CloudGatewayUpdateInput,
+) -> cloud_gateways.GatewayInput:
+    return cloud_gateways.GatewayInput(
+        name=input.name,
+        address=input.address,
+        port=input.port,
+        enabled=input.enabled,
+        pool_id=_pool_pk(input.pool_id),
+        redirector_capacity=input.redirector_capacity,
+    )
+
+
 @strawberry.type
 class GatewayQuery:
     @strawberry.field(extensions=READ)
@@ -106,28 +119,14 @@ class GatewayMutation:
     async def cloud_gateway_create(
         self, info: Info, input: CloudGatewayCreateInput
     ) -> CloudGatewayType:
-        data = cloud_gateways.GatewayInput(
-            name=input.name,
-            address=input.address,
-            port=input.port,
-            enabled=input.enabled,
-            pool_id=_pool_pk(input.pool_id),
-            redirector_capacity=input.redirector_capacity,
-        )
+        data = _gateway_input(input)
         return CloudGatewayType.from_row(await cloud_gateways.create_gateway(actor(info), data))
 
     @strawberry.mutation(extensions=guard(CAP, Action.UPDATE))
     async def cloud_gateway_update(
         self, info: Info, input: CloudGatewayUpdateInput
     ) -> CloudGatewayType:
-        data = cloud_gateways.GatewayInput(
-            name=input.name,
-            address=input.address,
-            port=input.port,
-            enabled=input.enabled,
-            pool_id=_pool_pk(input.pool_id),
-            redirector_capacity=input.redirector_capacity,
-        )
+        data = _gateway_input(input)
         row = await cloud_gateways.update_gateway(
             actor(info), pk_of(input.id, "CloudGateway"), data
         )

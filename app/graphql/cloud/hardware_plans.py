@@ -48,8 +48,18 @@ class HardwarePlanUpdateInput:
     )
 
 
-def _datastores(items: list[HardwarePlanDatastoreInput] | None) -> list[tuple[str, int]] | None:
-    return None if items is None else [(d.datastore, d.quota_gb) for d in items]
+def _plan_input(
+    input: HardwarePlanCreateInput | HardwarePlanUpdateInput,
+) -> hardware_plans.PlanInput:
+    items = input.datastores
+    return hardware_plans.PlanInput(
+        name=input.name,
+        cpu_mhz=input.cpu_mhz,
+        memory_mb=input.memory_mb,
+        networks_with_internet=input.networks_with_internet,
+        networks_without_internet=input.networks_without_internet,
+        datastores=None if items is None else [(d.datastore, d.quota_gb) for d in items],
+    )
 
 
 @strawberry.type
@@ -67,28 +77,14 @@ class HardwarePlanMutation:
     async def hardware_plan_create(
         self, info: Info, input: HardwarePlanCreateInput
     ) -> HardwarePlanType:
-        data = hardware_plans.PlanInput(
-            name=input.name,
-            cpu_mhz=input.cpu_mhz,
-            memory_mb=input.memory_mb,
-            networks_with_internet=input.networks_with_internet,
-            networks_without_internet=input.networks_without_internet,
-            datastores=_datastores(input.datastores),
-        )
+        data = _plan_input(input)
         return HardwarePlanType.from_row(await hardware_plans.create_plan(actor(info), data))
 
     @strawberry.mutation(extensions=guard(CAP, Action.UPDATE))
     async def hardware_plan_update(
         self, info: Info, input: HardwarePlanUpdateInput
     ) -> HardwarePlanType:
-        data = hardware_plans.PlanInput(
-            name=input.name,
-            cpu_mhz=input.cpu_mhz,
-            memory_mb=input.memory_mb,
-            networks_with_internet=input.networks_with_internet,
-            networks_without_internet=input.networks_without_internet,
-            datastores=_datastores(input.datastores),
-        )
+        data = _plan_input(input)
         row = await hardware_plans.update_plan(actor(info), pk_of(input.id, "HardwarePlan"), data)
         return HardwarePlanType.from_row(row)
 
