@@ -116,9 +116,9 @@ class Settings:
     hv_sim_fail_pattern: str = "*-fail"
     # Notifications (app.services.outbox, outbox_email, outbox_webhook): SMTP; without a host
     # (the embedded defaults) e-mails are written as .eml files under data_dir()/outbox/.
-    # Webhooks are signed with the secret of their endpoint, or this one ("" derives it from secret_key). The delivery sweep
-    # (outbox.deliver): off in Settings built by code, every 15 s from load_settings unless
-    # TENANTRY_SCHEDULE_OUTBOX="".
+    # Webhooks are signed with the secret of their endpoint, or this one ("" derives it from
+    # secret_key). The delivery sweep (outbox.deliver): off in Settings built by code, every
+    # 15 s from load_settings unless TENANTRY_SCHEDULE_OUTBOX="".
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_user: str = ""
